@@ -1,0 +1,192 @@
+"""The `dlsem` command line. Heavy imports (torch, the registries) happen inside commands,
+so `dlsem --help` stays fast."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="dlseminar: train and evaluate the deep-learning seminar's models from the terminal.")
+config_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect the configuration.")
+app.add_typer(config_app, name="config")
+
+SET_HELP = "Set any config key: --set optim.lr=0.01 (repeatable); see `dlsem config show`."
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded default config)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name (see `dlsem models`)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset name (see `dlsem datasets`)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum number of epochs."),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="1 (SGD), N (mini-batch) or full (batch GD)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd|momentum|nesterov|rmsprop|adam|adamw|adagrad."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="ce|bce|mse|mae|huber|nll."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout probability."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Optimizer weight decay."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early-stopping patience in epochs (0: off)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda|mps."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into an existing --out directory."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+):
+    """Train a model; writes a run directory with config, metrics, checkpoints and plots."""
+    from .config import resolve
+    from .errors import ConfigError
+
+    named = dict(model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                 loss=loss, dropout=dropout, weight_decay=weight_decay, patience=patience, device=device,
+                 seed=seed, out=out)
+    if resume is not None and config is not None:
+        raise ConfigError("--resume continues with the checkpoint's own config; do not pass a CONFIG file too")
+    cfg = None if resume is not None else resolve(config, set_, named)
+    from . import run
+
+    run_dir, summary = run.train(cfg, resume=str(resume) if resume else None, overwrite=overwrite,
+                                 sets=set_, named=named)
+    _print_summary(run_dir, summary)
+
+
+def _print_summary(run_dir: Path, s: dict) -> None:
+    from rich.console import Console
+
+    c = Console(highlight=False)
+    c.print(f"[bold]{s['stop_reason']}[/bold]; best epoch {s['best_epoch']} of {s['epochs_run']}"
+            + (" (best weights restored)" if s["restored_best"] else ""))
+    for part in ("best", "test"):
+        if s[part]:
+            c.print(f"{part:5s} " + "  ".join(f"{k} {v:.4f}" for k, v in s[part].items()))
+    if "weights" in s:
+        c.print(f"weights (original units): {s['weights']}")
+    c.print(f"run directory: {run_dir}  ({s['seconds']:.1f}s)")
+
+
+@app.command("eval")
+def eval_(
+    ckpt: Path = typer.Argument(..., help="A checkpoint: RUN/best.pt or RUN/last.pt."),
+    data: Optional[str] = typer.Option(None, "--data", help="Evaluate on another dataset (same features/classes)."),
+    split: str = typer.Option("test", "--split", help="train|val|test."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    json_: bool = typer.Option(False, "--json", help="Print one JSON object of metrics on stdout."),
+):
+    """Evaluate a checkpoint; model, task and data are rebuilt from the config stored in it."""
+    from .errors import ConfigError
+
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"--split must be train, val or test (got {split!r})")
+    from . import run
+
+    metrics, details, info = run.evaluate(str(ckpt), split, set_, {"data": data})
+    if json_:
+        print(json.dumps(metrics))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console(highlight=False)
+    c.print(f"{info['checkpoint']} on {info['dataset']} ({split}): "
+            + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if details:
+        header, rows = details
+        t = Table(*header)
+        for r in rows:
+            t.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r])
+        c.print(t)
+
+
+def _listing(reg, extra=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("name", "description", *(["kind"] if extra else []))
+    for e in reg.entries():
+        t.add_row(e.name, e.doc, *([str(e.meta.get(extra, ""))] if extra else []))
+    Console().print(t)
+
+
+@app.command()
+def models():
+    """List the registered models."""
+    from .registry import MODELS, load_all
+
+    load_all()
+    _listing(MODELS)
+
+
+@app.command()
+def datasets():
+    """List the registered datasets."""
+    from .registry import DATASETS, load_all
+
+    load_all()
+    _listing(DATASETS, "kind")
+
+
+@config_app.command("show")
+def config_show(
+    config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded defaults)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+):
+    """Print the resolved config: every key, its value and its meaning (valid YAML)."""
+    import yaml
+
+    from .config import SCHEMA, resolve
+
+    cfg = resolve(config, set_)
+    section = None
+    for key in SCHEMA:
+        sec, _, sub = key.rpartition(".")
+        if sec and sec != section:
+            print(f"{sec}:")
+            section = sec
+        value = yaml.safe_dump(cfg[key], default_flow_style=True).strip().removesuffix("...").strip()
+        left = f"{'  ' if sec else ''}{sub}: {value}"
+        print(f"{left:<34} # {SCHEMA[key].doc}")
+
+
+def main() -> None:
+    """Entry point: user mistakes become one `error:` line and exit 2, never a traceback."""
+    try:  # recent typer vendors click; older releases use the click package
+        from typer._click import exceptions as clickx
+    except ImportError:
+        import click.exceptions as clickx
+
+    from .errors import Interrupted, UserError
+
+    args = sys.argv[1:] or ["--help"]
+    try:
+        rv = app(args=args, prog_name="dlsem", standalone_mode=False)
+    except clickx.NoSuchOption as e:
+        _fail(f"{e.format_message()} (see dlsem {e.ctx.info_name if e.ctx else ''} --help)".replace("dlsem dlsem", "dlsem"))
+    except clickx.UsageError as e:
+        _fail(e.format_message().replace("\n", " "))
+    except typer.Abort:
+        sys.exit(130)
+    except UserError as e:
+        _fail(str(e))
+    except Interrupted as e:
+        print(f"\n{e}: last.pt written; resume with: dlsem train --resume {e.path}", file=sys.stderr)
+        sys.exit(e.code)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
+    except OSError as e:  # disk full, permission denied, ...: an environment problem, not a bug
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        _fail(f"{e.strerror or e}{where}")
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""The one config path: defaults <- YAML file <- --set overrides <- named CLI options.
+
+Every key lives in SCHEMA with its default, type and one-line meaning (what
+`dlsem config show` prints). Unknown keys, wrong types and out-of-range values raise
+ConfigError (exit 2) with a suggestion. This module must not import torch: `dlsem
+--help` and `dlsem config show` stay fast.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .errors import ConfigError
+from .registry import suggest
+
+
+@dataclass(frozen=True)
+class Key:
+    default: Any
+    kind: str  # int | float | str | bool | batch | ints | floats | strs ; "?" suffix allows null
+    doc: str
+    check: Callable[[Any], str | None] | None = None  # returns a complaint or None
+    choices: tuple[str, ...] | None = None
+
+
+def _gt0(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _ge0(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _ge1(v):
+    return None if v >= 1 else "must be >= 1"
+
+
+def _frac(v):
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def _device(v):
+    ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+    return None if ok else "must be auto, cpu, cuda, cuda:N or mps"
+
+
+SCHEMA: dict[str, Key] = {
+    "name": Key(None, "str?", "run name; default: the config file's stem, or 'default'"),
+    "task": Key("auto", "str", "classification | regression | auto (from the dataset)"),
+    "seed": Key(0, "int", "seed for data split, weight init, shuffling and dropout", _ge0),
+    "device": Key("auto", "str", "auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps", _device),
+    "out": Key(None, "str?", "run directory; default runs/<name>, numbered when taken"),
+    # --- model
+    "model.name": Key("mlp", "str", "architecture from `dlsem models`"),
+    "model.hidden": Key([128], "ints", "mlp: hidden layer sizes, e.g. [16, 8]", lambda v: None if all(h >= 1 for h in v) else "sizes must be >= 1"),
+    "model.activation": Key("auto", "str", "mlp: hidden activation (auto=relu); perceptron: output activation (auto=sigmoid/softmax for classification, identity for regression)",
+                            choices=("auto", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "identity", "softmax")),
+    "model.leaky_slope": Key(0.1, "float", "leaky_relu: slope for x < 0 (the lesson's 0.1)", _ge0),
+    "model.elu_alpha": Key(1.0, "float", "elu: alpha in alpha*(exp(x)-1) for x < 0", _gt0),
+    "model.maxout_k": Key(2, "int", "maxout: number of linear pieces per unit", lambda v: None if v >= 2 else "must be >= 2"),
+    "model.dropout": Key(0.0, "float", "dropout probability after each hidden layer (training only)", _frac),
+    "model.batch_norm": Key(False, "bool", "mlp: batch normalisation after each hidden linear layer"),
+    "model.init": Key("default", "str", "weight init: default (PyTorch's) | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal | zeros",
+                      choices=("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros")),
+    # --- data
+    "data.name": Key("digits", "str", "dataset from `dlsem datasets`"),
+    "data.path": Key(None, "str?", "csv: path of the CSV file"),
+    "data.target": Key(None, "str?", "csv: target column (default: the last column)"),
+    "data.features": Key(None, "strs?", "csv: feature columns (default: every other column)"),
+    "data.n_samples": Key(500, "int", "synthetic datasets: number of points", lambda v: None if v >= 10 else "must be >= 10"),
+    "data.noise": Key(None, "float?", "synthetic datasets: noise level (null: the dataset's own default)", _ge0),
+    "data.val_split": Key(0.2, "float", "fraction of samples held out for validation", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+    "data.test_split": Key(0.2, "float", "fraction of samples held out for the test", _frac),
+    "data.standardize": Key(True, "bool", "scale features to zero mean / unit variance (fitted on train only)"),
+    # --- training loop
+    "train.epochs": Key(30, "int", "maximum number of epochs", _ge1),
+    "train.batch_size": Key(32, "batch", "1 = stochastic GD, N = mini-batch, full = batch GD (one step per epoch)"),
+    "train.eval_batch_size": Key(1024, "int", "batch size for validation and test", _ge1),
+    "train.grad_clip": Key(0.0, "float", "clip the gradient norm to this value (0: off)", _ge0),
+    # --- loss
+    "loss.name": Key("auto", "str", "ce | bce | mse | mae | huber | nll | auto (ce for classification, mse for regression)"),
+    "loss.label_smoothing": Key(0.0, "float", "ce: label smoothing", _frac),
+    "loss.huber_delta": Key(1.0, "float", "huber: where the loss turns from quadratic to linear", _gt0),
+    "loss.l1": Key(0.0, "float", "lambda of the L1 penalty lambda*sum|W| added to the loss (biases excluded)", _ge0),
+    "loss.l2": Key(0.0, "float", "lambda of the L2 penalty lambda*sum W^2 added to the loss (biases excluded)", _ge0),
+    # --- optimizer
+    "optim.name": Key("adam", "str", "sgd | momentum | nesterov | rmsprop | adam | adamw | adagrad"),
+    "optim.lr": Key(0.001, "float", "learning rate (alpha in W <- W - alpha*dH/dW)", _gt0),
+    "optim.momentum": Key(0.9, "float", "momentum / nesterov: momentum factor", _frac),
+    "optim.betas": Key([0.9, 0.999], "floats", "adam / adamw: (beta1, beta2)", lambda v: None if len(v) == 2 and all(0 <= b < 1 for b in v) else "must be two numbers in [0, 1)"),
+    "optim.alpha": Key(0.99, "float", "rmsprop: smoothing constant of the squared-gradient average", _frac),
+    "optim.eps": Key(1e-8, "float", "term added to denominators for numerical stability", _gt0),
+    "optim.weight_decay": Key(0.0, "float", "weight decay applied by the optimizer", _ge0),
+    # --- learning-rate schedule
+    "sched.name": Key("none", "str", "none | step | cosine | plateau | onecycle"),
+    "sched.warmup_epochs": Key(0.0, "float", "linear warm-up from 0 to lr over this many epochs", _ge0),
+    "sched.step_size": Key(10, "int", "step: multiply lr by gamma every step_size epochs", _ge1),
+    "sched.gamma": Key(0.1, "float", "step: lr factor", _gt0),
+    "sched.factor": Key(0.1, "float", "plateau: lr factor when the monitor stalls", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+    "sched.patience": Key(5, "int", "plateau: epochs without improvement before reducing lr", _ge0),
+    "sched.min_lr": Key(0.0, "float", "cosine / plateau: lowest lr", _ge0),
+    "sched.pct_start": Key(0.3, "float", "onecycle: fraction of training spent increasing lr", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+    # --- early stopping
+    "early_stop.patience": Key(10, "int", "stop after this many epochs without improvement (0: off)", _ge0),
+    "early_stop.monitor": Key("auto", "str", "metric to watch, e.g. val/acc or val/loss (auto: the task's)"),
+    "early_stop.mode": Key("auto", "str", "max | min | auto (from the monitor)", choices=("auto", "min", "max")),
+    "early_stop.min_delta": Key(0.0, "float", "smallest change that counts as an improvement", _ge0),
+    "early_stop.restore_best": Key(True, "bool", "end the run with the best epoch's weights"),
+    # --- checkpoints and logs
+    "checkpoint.min_interval_s": Key(2.0, "float", "write last.pt/best.pt at epoch ends at most this often (always at the end or on interrupt)", _ge0),
+    "logging.every_epochs": Key(0, "int", "print a line every N epochs when not on a terminal (0: about 25 lines a run)", _ge0),
+    "logging.plots": Key(True, "bool", "write plots/*.png at the end of the run"),
+}
+
+SECTIONS = sorted({k.split(".")[0] for k in SCHEMA if "." in k})
+
+# Named CLI options -> config keys (named options win over --set and the file).
+CLI_KEYS = {
+    "model": "model.name", "data": "data.name", "epochs": "train.epochs",
+    "batch_size": "train.batch_size", "lr": "optim.lr", "optimizer": "optim.name",
+    "loss": "loss.name", "dropout": "model.dropout", "weight_decay": "optim.weight_decay",
+    "patience": "early_stop.patience", "device": "device", "seed": "seed", "out": "out",
+}
+
+
+class Config:
+    """Resolved, validated, read-only config: `cfg["optim.lr"]` or `cfg.optim.lr`."""
+
+    def __init__(self, values: dict[str, Any], explicit: Iterable[str] = (), source: str | None = None):
+        object.__setattr__(self, "_v", dict(values))
+        object.__setattr__(self, "explicit", frozenset(explicit))  # keys set by file/CLI
+        object.__setattr__(self, "source", source)
+
+    def __getitem__(self, key: str) -> Any:
+        return copy.deepcopy(self._v[key])
+
+    def __getattr__(self, name: str):
+        if name in self._v:
+            return self[name]
+        if name in SECTIONS:
+            return _Section(self, name)
+        raise AttributeError(name)
+
+    def __setattr__(self, *_):
+        raise AttributeError("Config is read-only; use Config.replace()")
+
+    def replace(self, **dotted: Any) -> "Config":
+        """A new validated Config with some keys changed (keys given as a__b for a.b)."""
+        vals = dict(self._v)
+        vals.update({k.replace("__", "."): v for k, v in dotted.items()})
+        return Config(validate(vals), self.explicit | {k.replace("__", ".") for k in dotted}, self.source)
+
+    def section(self, name: str) -> dict[str, Any]:
+        p = name + "."
+        return {k[len(p):]: self[k] for k in self._v if k.startswith(p)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (what config.yaml and checkpoints store)."""
+        out: dict[str, Any] = {}
+        for k, v in self._v.items():
+            if "." in k:
+                sec, sub = k.split(".", 1)
+                out.setdefault(sec, {})[sub] = copy.deepcopy(v)
+            else:
+                out[k] = copy.deepcopy(v)
+        return out
+
+
+class _Section:
+    def __init__(self, cfg: Config, name: str):
+        self._cfg, self._name = cfg, name
+
+    def __getattr__(self, sub: str):
+        try:
+            return self._cfg[f"{self._name}.{sub}"]
+        except KeyError:
+            raise AttributeError(f"{self._name}.{sub}") from None
+
+
+def flatten(d: Any, where: str) -> dict[str, Any]:
+    """Nested mapping -> {dotted.key: value}; `model: mlp` is short for `model: {name: mlp}`."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(d).__name__}")
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        k = str(k)
+        if k in SECTIONS and isinstance(v, dict):
+            for sk, sv in v.items():
+                out[f"{k}.{sk}"] = sv
+        elif k in SECTIONS and f"{k}.name" in SCHEMA and not isinstance(v, (list, dict)):
+            out[f"{k}.name"] = v
+        else:
+            out[k] = v
+    return out
+
+
+def check_known(keys: Iterable[str], where: str) -> None:
+    for k in keys:
+        if k not in SCHEMA:
+            raise ConfigError(f"unknown config key {k!r} in {where}{suggest(k, SCHEMA)}; `dlsem config show` lists every key")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    if p.is_dir():
+        raise ConfigError(f"config path {str(p)!r} is a directory, expected a YAML file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid syntax"
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{at}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {e}") from None
+    if data is None:
+        return {}
+    return flatten(data, f"config file {str(p)!r}")
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """'optim.lr=0.01' -> ('optim.lr', 0.01); values are parsed as YAML scalars/lists."""
+    import yaml
+
+    if "=" not in item:
+        raise ConfigError(f"--set expects dotted.key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _coerce(key: str, spec: Key, v: Any) -> Any:
+    kind, nullable = spec.kind.rstrip("?"), spec.kind.endswith("?")
+    bad = lambda what: ConfigError(f"{key} must be {what} (got {v!r})")  # noqa: E731
+    if v is None:
+        if nullable:
+            return None
+        raise bad({"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, "set"))
+    if kind == "bool":
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return v.lower() in ("true", "yes", "on")
+        raise bad("true or false")
+    if kind == "int":
+        return _to_int(v, bad)
+    if kind == "float":
+        if isinstance(v, bool):
+            raise bad("a number")
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise bad("a number") from None
+        if not math.isfinite(f):
+            raise bad("a finite number")
+        return f
+    if kind == "str":
+        if isinstance(v, (dict, list)):
+            raise bad("a single value")
+        return str(v)
+    if kind == "batch":
+        if isinstance(v, str) and v.strip().lower() == "full":
+            return "full"
+        n = _to_int(v, lambda _: bad("a positive integer or 'full'"))
+        if n < 1:
+            raise ConfigError(f"{key} must be >= 1 or 'full' (got {v!r})")
+        return n
+    if kind in ("ints", "floats", "strs"):
+        items = v
+        if isinstance(v, str):
+            items = [s for s in v.replace("[", "").replace("]", "").split(",") if s.strip()]
+        elif not isinstance(v, (list, tuple)):
+            items = [v]
+        if kind == "ints":
+            return [_to_int(x, lambda _: bad("a list of integers")) for x in items]
+        if kind == "floats":
+            try:
+                return [float(x) for x in items if not isinstance(x, bool)]
+            except (TypeError, ValueError):
+                raise bad("a list of numbers") from None
+        return [str(x).strip() for x in items]
+    raise AssertionError(kind)
+
+
+def _to_int(v, bad):
+    if isinstance(v, bool):
+        raise bad("an integer")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            pass
+    raise bad("an integer")
+
+
+def validate(values: dict[str, Any]) -> dict[str, Any]:
+    """Coerce each value to its key's type and check its range; returns a new dict."""
+    out = {}
+    for key, spec in SCHEMA.items():
+        v = _coerce(key, spec, values.get(key, spec.default))
+        if v is not None and spec.choices and v not in spec.choices:
+            raise ConfigError(f"{key} must be one of {', '.join(spec.choices)} (got {v!r}){suggest(v, spec.choices)}")
+        if v is not None and spec.check is not None:
+            problem = spec.check(v)
+            if problem:
+                raise ConfigError(f"{key} {problem} (got {v!r})")
+        out[key] = v
+    return out
+
+
+def resolve(path: str | Path | None = None, sets: Iterable[str] = (), named: dict[str, Any] | None = None,
+            base: dict[str, Any] | None = None) -> Config:
+    """Build the Config: defaults (or `base`, e.g. a checkpoint's) <- file <- --set <- named options."""
+    values = {k: copy.deepcopy(s.default) for k, s in SCHEMA.items()}
+    explicit: set[str] = set()
+    if base:
+        flat = flatten(base, "checkpoint config")
+        check_known(flat, "the checkpoint's config")
+        values.update(flat)
+        explicit |= {k for k, v in flat.items() if v != SCHEMA[k].default}
+    if path is not None:
+        flat = load_yaml(path)
+        check_known(flat, f"config file {str(path)!r}")
+        values.update(flat)
+        explicit |= set(flat)
+    for item in sets:
+        k, v = parse_set(item)
+        check_known([k], "--set")
+        values[k] = v
+        explicit.add(k)
+    for opt, v in (named or {}).items():
+        if v is not None:
+            values[CLI_KEYS[opt]] = v
+            explicit.add(CLI_KEYS[opt])
+    if values.get("name") is None:
+        values["name"] = Path(path).stem if path is not None else "default"
+    return Config(validate(values), explicit, str(path) if path else None)
+
+
+def describe(cfg: Config) -> list[tuple[str, Any, str]]:
+    """(key, value, meaning) for every key, in schema order (for `dlsem config show`)."""
+    return [(k, cfg[k], SCHEMA[k].doc) for k in SCHEMA]

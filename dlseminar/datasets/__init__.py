@@ -1,0 +1,29 @@
+"""Datasets: importing this package registers every dataset in DATASETS."""
+from __future__ import annotations
+
+from ..registry import DATASETS, call_builder
+from . import synthetic, tabular  # noqa: F401  (registration side effects)
+from .base import Data, DataInfo, Table, TensorLoader, split_table
+
+COMMON = ("name", "val_split", "test_split", "standardize")
+
+
+def build_data(cfg, stats=None) -> Data:
+    """Load cfg.data.name and split it; `stats` (from a checkpoint) replaces fitting them."""
+    entry = DATASETS.get(cfg["data.name"])
+    import inspect
+
+    given = {}
+    params = inspect.signature(entry.fn).parameters
+    if "seed" in params:
+        given["seed"] = cfg["seed"]
+    if "task" in params:
+        given["task"] = cfg["task"]
+    out = call_builder(entry, cfg, "data", common=COMMON, **given)
+    if isinstance(out, Table):
+        out = split_table(out, entry.name, cfg["task"], cfg["data.val_split"], cfg["data.test_split"],
+                          cfg["data.standardize"], cfg["seed"], stats)
+    return out
+
+
+__all__ = ["Data", "DataInfo", "Table", "TensorLoader", "build_data", "split_table"]

@@ -1,0 +1,142 @@
+"""What every dataset returns, the split/standardise step for tables, and the in-memory loader."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..console import note
+from ..errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Table:
+    """A whole tabular dataset before splitting: X (N, F) and y (N,) class indices or values."""
+
+    X: np.ndarray
+    y: np.ndarray
+    kind: str  # "classification" | "regression"
+    feature_names: list[str]
+    class_names: list[str] | None = None
+    target_name: str = "y"
+
+
+@dataclass
+class DataInfo:
+    """What the task and model need to know about the data (stored in checkpoints)."""
+
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+    feature_names: list[str] = field(default_factory=list)
+    target_name: str = "y"
+
+
+@dataclass
+class Data:
+    info: DataInfo
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (X, y); missing if empty
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # standardisation: mean, std
+
+
+def _split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    strat = kind == "classification"
+
+    def cut(ids, frac, salt):
+        labels = y[ids] if strat else None
+        try:
+            return train_test_split(ids, test_size=frac, random_state=seed + salt, stratify=labels)
+        except ValueError:  # a class too small to stratify: fall back to a plain random split
+            if not strat:
+                raise
+            note("a class has too few samples for a stratified split; splitting at random")
+            return train_test_split(ids, test_size=frac, random_state=seed + salt)
+
+    out = {}
+    rest = idx
+    if test > 0:
+        rest, out["test"] = cut(idx, test, 0)
+    out["train"], out["val"] = cut(rest, val / (1.0 - test), 1)
+    return out
+
+
+def split_table(table: Table, name: str, task: str, val_split: float, test_split: float, standardize: bool,
+                seed: int, stats: dict[str, torch.Tensor] | None = None) -> Data:
+    """Split a Table by seed (stratified for classes), standardise with train-only stats."""
+    X = np.asarray(table.X, dtype=np.float64)
+    y = np.asarray(table.y)
+    kind = table.kind
+    if task == "regression" and kind == "classification":
+        kind = "regression"  # class indices become numeric targets
+    elif task == "classification" and kind == "regression":
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ConfigError(f"task classification needs class labels, but dataset {name!r} has real-valued targets")
+        kind = "classification"
+        y = y.astype(np.int64)
+    if len(y) < 5:
+        raise DataError(f"dataset {name!r} has only {len(y)} samples; at least 5 are needed to split train/val/test")
+    if (1 - val_split - test_split) <= 0:
+        raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
+    parts = _split_indices(y, kind, val_split, test_split, seed)
+    if len(parts["train"]) == 0 or len(parts["val"]) == 0:
+        raise DataError(f"dataset {name!r} is too small for the requested splits")
+
+    if stats:
+        if stats["mean"].shape[-1] != X.shape[1]:
+            raise DataError(f"dataset {name!r} has {X.shape[1]} features but the checkpoint was trained on {stats['mean'].shape[-1]}")
+    elif standardize:
+        tr = X[parts["train"]]
+        std = tr.std(0)
+        stats = {"mean": torch.from_numpy(tr.mean(0)), "std": torch.from_numpy(np.where(std > 1e-12, std, 1.0))}
+    # float64 stats, applied the same way in training and in eval, so eval reproduces exactly
+    Xs = (X - stats["mean"].double().numpy()) / stats["std"].double().numpy() if stats else X
+
+    if kind == "classification":
+        y_t = torch.as_tensor(y.astype(np.int64))
+        class_names = table.class_names or [str(c) for c in range(int(y.max()) + 1)]
+        num_classes = len(class_names)
+    else:
+        y_t = torch.as_tensor(y.astype(np.float32)).reshape(len(y), -1)  # (N, T)
+        class_names, num_classes = [], 0
+    X_t = torch.as_tensor(Xs, dtype=torch.float32)
+    splits = {s: (X_t[torch.as_tensor(ix)], y_t[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
+    info = DataInfo(name=name, kind=kind, in_shape=(X.shape[1],), num_classes=num_classes, class_names=list(class_names),
+                    feature_names=list(table.feature_names), target_name=table.target_name)
+    return Data(info=info, splits=splits, stats=dict(stats or {}))
+
+
+class TensorLoader:
+    """Batches of an in-memory (X, y) pair already on the device: no worker, no collate.
+
+    Shuffling uses a generator seeded by (seed, epoch), so an epoch's order is the same
+    after a resume. `batch_size="full"` yields the whole split once (batch gradient descent).
+    """
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size, shuffle: bool, seed: int = 0):
+        self.X, self.y, self.shuffle, self.seed = X, y, shuffle, seed
+        self.n = len(X)
+        self.bs = self.n if batch_size == "full" else min(int(batch_size), self.n)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return (self.n + self.bs - 1) // self.bs
+
+    def __iter__(self):
+        X, y = self.X, self.y
+        if self.shuffle and self.bs < self.n:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            perm = torch.randperm(self.n, generator=g).to(X.device)
+            X, y = X[perm], y[perm]
+        for i in range(0, self.n, self.bs):
+            yield X[i:i + self.bs], y[i:i + self.bs]

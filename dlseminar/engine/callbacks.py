@@ -1,0 +1,117 @@
+"""Early stopping (with best-weight snapshots) and the per-epoch console/CSV logs."""
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+class EarlyStopping:
+    """Watches one metric; keeps an in-memory copy of the best weights.
+
+    patience 0 only tracks the best epoch (for best.pt and restore_best) and never stops.
+    """
+
+    def __init__(self, monitor: str, mode: str, patience: int, min_delta: float):
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.improved = False
+
+    def _better(self, v: float) -> bool:
+        if self.best is None:
+            return True
+        return v < self.best - self.min_delta if self.mode == "min" else v > self.best + self.min_delta
+
+    def update(self, epoch: int, logs: dict, model: torch.nn.Module) -> str | None:
+        """Record this epoch; return a stop reason or None."""
+        v = logs.get(self.monitor)
+        self.improved = False
+        if v is None or not math.isfinite(v):
+            return f"{self.monitor} is not finite ({v}) at epoch {epoch}: training diverged (try a lower optim.lr)"
+        if self._better(v):
+            self.best, self.best_epoch, self.bad_epochs, self.improved = v, epoch, 0, True
+            self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            return None
+        self.bad_epochs += 1
+        if self.patience and self.bad_epochs >= self.patience:
+            return (f"early stopping: {self.monitor} did not improve for {self.patience} epochs "
+                    f"(best {self.best:.4g} at epoch {self.best_epoch})")
+        return None
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "best_state": self.best_state}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.best, self.best_epoch, self.bad_epochs = d["best"], d["best_epoch"], d["bad_epochs"]
+        self.best_state = d["best_state"]
+
+
+class MetricsCSV:
+    """metrics.csv: one row per epoch, flushed as it is written so a crash keeps the rows."""
+
+    def __init__(self, path: Path, history: list[dict]):
+        self.path = path
+        self.columns: list[str] | None = None
+        self.f = None
+        if history:  # resume: rewrite the rows the checkpoint knows, drop any later ones
+            for row in history:
+                self.write(row)
+
+    def write(self, row: dict) -> None:
+        if self.f is None:
+            self.columns = list(row)
+            self.f = open(self.path, "w", newline="")
+            self.w = csv.writer(self.f)
+            self.w.writerow(self.columns)
+        self.w.writerow([_fmt(row.get(c)) for c in self.columns])
+        self.f.flush()
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return repr(v)  # full precision: eval must be able to reproduce the numbers
+    return "" if v is None else v
+
+
+class ConsoleLog:
+    """A live rich progress bar on a terminal; otherwise a plain line every few epochs."""
+
+    def __init__(self, epochs: int, start_epoch: int, every: int, show_keys: list[str]):
+        self.epochs, self.keys = epochs, show_keys
+        self.tty = sys.stdout.isatty()
+        self.every = every or max(1, math.ceil(epochs / 25))
+        self.progress = None
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.description}"), transient=False)
+            self.task_id = self.progress.add_task("", total=epochs, completed=start_epoch)
+            self.progress.start()
+        self.t0 = time.perf_counter()
+
+    def line(self, row: dict) -> str:
+        return "  ".join(f"{k} {row[k]:.4g}" for k in self.keys if k in row and isinstance(row[k], float))
+
+    def epoch(self, row: dict, last: bool) -> None:
+        e = row["epoch"]
+        if self.progress is not None:
+            self.progress.update(self.task_id, completed=e, description=self.line(row))
+        elif last or e % self.every == 0 or e == 1:
+            print(f"epoch {e}/{self.epochs}  {self.line(row)}  ({time.perf_counter() - self.t0:.1f}s)", flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

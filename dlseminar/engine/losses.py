@@ -1,0 +1,49 @@
+"""Loss functions. Each declares the form of prediction and target it wants; the Task
+turns its raw outputs and labels into that form (see Task.prepare):
+
+  index_logits    scores (B, C) and class indices (B,)
+  index_logprobs  log-probabilities (B, C) and class indices (B,)
+  target_logits   scores and float targets of the same shape (sigmoid applied inside the loss)
+  target_values   predictions (probabilities for classes, values for regression) and float targets
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from ..registry import LOSSES
+
+
+@LOSSES.register("ce", wants="index_logits")
+def ce(label_smoothing=0.0):
+    """Cross-entropy H = -sum y log softmax(z), optional label smoothing."""
+    return lambda z, y: F.cross_entropy(z, y, label_smoothing=label_smoothing)
+
+
+@LOSSES.register("nll", wants="index_logprobs")
+def nll():
+    """Negative log-likelihood of the true class under log-softmax outputs."""
+    return F.nll_loss
+
+
+@LOSSES.register("bce", wants="target_logits")
+def bce():
+    """Binary cross-entropy on sigmoid outputs (one output for 2 classes; one-vs-rest otherwise)."""
+    return F.binary_cross_entropy_with_logits
+
+
+@LOSSES.register("mse", wants="target_values")
+def mse():
+    """Mean squared error (1/N) sum (y - y_hat)^2; on classes: between probabilities and one-hot labels."""
+    return F.mse_loss
+
+
+@LOSSES.register("mae", wants="target_values")
+def mae():
+    """Mean absolute error (1/N) sum |y - y_hat| (L1 loss)."""
+    return F.l1_loss
+
+
+@LOSSES.register("huber", wants="target_values")
+def huber(huber_delta=1.0):
+    """Huber loss: quadratic below loss.huber_delta, linear above (robust to outliers)."""
+    return lambda p, t: F.huber_loss(p, t, delta=huber_delta)

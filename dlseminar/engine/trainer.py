@@ -1,0 +1,221 @@
+"""The one training loop for every task.
+
+It knows optimisation only: steps, penalties, clipping, the lr schedule, early stopping,
+checkpoints and logs. What a batch holds and how it is scored is the Task's business.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import Interrupted
+from . import checkpoint as ckpt
+from .callbacks import ConsoleLog, EarlyStopping, MetricsCSV
+
+
+@dataclass
+class FitState:
+    """Where a run is: restored from last.pt on --resume."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps so far
+    batch_in_epoch: int = 0  # steps already done in epoch+1 (after an interrupt mid-epoch)
+    partial_loss: list = field(default_factory=lambda: [0.0, 0])  # [loss sum, samples] of that partial epoch
+    history: list[dict] = field(default_factory=list)
+    stop_reason: str | None = None
+
+
+def _weight_params(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Weights that the L1/L2 penalties act on: matrices and kernels, not biases or norm scales."""
+    return [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+
+
+class Trainer:
+    def __init__(self, model, task, optimizer, schedule, device, cfg, run_dir: Path, ckpt_meta: dict):
+        self.model, self.task, self.opt, self.sched = model, task, optimizer, schedule
+        self.device, self.cfg, self.run_dir, self.meta = device, cfg, Path(run_dir), ckpt_meta
+        self.l1, self.l2 = cfg["loss.l1"], cfg["loss.l2"]
+        self.weights = _weight_params(model) if (self.l1 or self.l2) else []
+        self.clip = cfg["train.grad_clip"]
+        monitor = cfg["early_stop.monitor"]
+        self.monitor = task.monitor if monitor == "auto" else monitor
+        mode = cfg["early_stop.mode"]
+        self.mode = mode if mode != "auto" else ("min" if self.monitor.endswith("loss") or self.monitor.split("/")[-1] in ("mse", "mae", "rmse") else "max")
+        self.es = EarlyStopping(self.monitor, self.mode, cfg["early_stop.patience"], cfg["early_stop.min_delta"])
+        self.state = FitState()
+        self._signal: int | None = None
+        self._last_write = -math.inf
+
+    # ------------------------------------------------------------------ steps
+    def penalty(self) -> torch.Tensor | float:
+        """lambda1 * sum|W| + lambda2 * sum W^2 over weights (biases excluded)."""
+        total = 0.0
+        if self.l1:
+            total = total + self.l1 * sum(w.abs().sum() for w in self.weights)
+        if self.l2:
+            total = total + self.l2 * sum(w.pow(2).sum() for w in self.weights)
+        return total
+
+    def train_epoch(self, loader, skip: int = 0) -> tuple[torch.Tensor, int, bool]:
+        """One pass over `loader` (after `skip` batches); returns (loss sum, samples, finished)."""
+        model, task, opt, sched = self.model, self.task, self.opt, self.sched
+        model.train()
+        losses, sizes = [], []
+        penalize, clip, per_step = bool(self.weights), self.clip, sched.per_step
+        for i, batch in enumerate(loader):
+            if i < skip:
+                continue
+            loss, n = task.training_step(model, batch)
+            total = loss + self.penalty() if penalize else loss
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            if per_step:
+                sched.step()
+            self.state.step += 1
+            losses.append(loss.detach())
+            sizes.append(n)
+            if self._signal is not None:
+                self.state.batch_in_epoch = i + 1
+                break
+        # one device->host sync per epoch, not per step
+        if losses:
+            w = torch.tensor(sizes, dtype=torch.float64, device=losses[0].device)
+            s = (torch.stack(losses).double() * w).sum()
+        else:
+            s = torch.zeros((), dtype=torch.float64)
+        return s, sum(sizes), self._signal is None
+
+    def evaluate(self, loader):
+        return evaluate(self.model, self.task, loader, self.device)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, best: bool = False) -> dict:
+        base = {"format_version": ckpt.FORMAT_VERSION, **self.meta, "monitor": self.monitor}
+        if best:
+            row = next((r for r in self.state.history if r["epoch"] == self.es.best_epoch), {})
+            return {**base, "model": self.es.best_state, "epoch": self.es.best_epoch, "metrics": row}
+        s = self.state
+        return {**base, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "early_stopping": self.es.state_dict(),
+                "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
+                "partial_loss": list(s.partial_loss), "history": s.history, "stop_reason": s.stop_reason,
+                "rng": ckpt.rng_state(), "metrics": s.history[-1] if s.history else {}}
+
+    def save(self, force: bool = False, best_dirty: bool = False) -> bool:
+        """Write last.pt (and best.pt when it changed), at most every checkpoint.min_interval_s."""
+        now = time.perf_counter()
+        if not force and now - self._last_write < self.cfg["checkpoint.min_interval_s"]:
+            return False
+        if not _finite(self.model):
+            return False  # never put non-finite weights on disk; the previous last.pt stays
+        if best_dirty and self.es.best_state is not None:
+            ckpt.save(self.checkpoint(best=True), self.run_dir / "best.pt")
+        ckpt.save(self.checkpoint(), self.run_dir / "last.pt")
+        self._last_write = time.perf_counter()
+        return True
+
+    def restore(self, d: dict) -> None:
+        """Continue from a last.pt dict (model, optimizer, schedule, early stopping, RNG, history)."""
+        self.model.load_state_dict(d["model"])
+        self.opt.load_state_dict(d["optimizer"])
+        self.sched.load_state_dict(d["scheduler"])
+        self.es.load_state_dict(d["early_stopping"])
+        self.state = FitState(epoch=d["epoch"], step=d["step"], batch_in_epoch=d.get("batch_in_epoch", 0),
+                              partial_loss=list(d.get("partial_loss", [0.0, 0])), history=list(d["history"]))
+        ckpt.set_rng_state(d["rng"])
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, train_loader, val_loader, epochs: int) -> FitState:
+        s = self.state
+        csv_log = MetricsCSV(self.run_dir / "metrics.csv", s.history)
+        keys = ["train/loss", "val/loss", self.monitor] if self.monitor != "val/loss" else ["train/loss", "val/loss"]
+        console = ConsoleLog(epochs, s.epoch, self.cfg["logging.every_epochs"], keys)
+        old = self._install_signals()
+        best_dirty = False
+        try:
+            for epoch in range(s.epoch + 1, epochs + 1):
+                t0 = time.perf_counter()
+                train_loader.set_epoch(epoch)
+                skip, s.batch_in_epoch = s.batch_in_epoch, 0
+                loss_sum, n, finished = self.train_epoch(train_loader, skip)
+                if skip:  # resumed mid-epoch: add what the interrupted part had accumulated
+                    loss_sum, n = loss_sum + s.partial_loss[0], n + s.partial_loss[1]
+                if not finished:
+                    s.partial_loss = [float(loss_sum), n]
+                    self.save(force=True, best_dirty=best_dirty)
+                    raise Interrupted(self._signal, self.run_dir / "last.pt")
+                s.partial_loss = [0.0, 0]
+                val = self.evaluate(val_loader).compute()
+                row = {"epoch": epoch, "lr": self.sched.lr, "train/loss": float(loss_sum) / max(n, 1)}
+                row.update({f"val/{k}": v for k, v in val.items()})
+                row["seconds"] = time.perf_counter() - t0
+                s.history.append(row)
+                s.epoch = epoch
+                reason = None
+                if not math.isfinite(row["train/loss"]):
+                    reason = f"training loss is not finite at epoch {epoch}: training diverged (try a lower optim.lr)"
+                reason = reason or self.es.update(epoch, row, self.model)
+                best_dirty = best_dirty or self.es.improved
+                self.sched.epoch_end(row.get(self.monitor), self.mode)
+                csv_log.write(row)
+                last = reason is not None or epoch == epochs
+                console.epoch(row, last)
+                if last:
+                    s.stop_reason = reason or f"reached train.epochs ({epochs})"
+                if self.save(force=last, best_dirty=best_dirty):
+                    best_dirty = False
+                if self._signal is not None:
+                    self.save(force=True, best_dirty=best_dirty)
+                    raise Interrupted(self._signal, self.run_dir / "last.pt")
+                if last:
+                    break
+            if s.stop_reason is None:  # resumed a run that had already finished
+                s.stop_reason = f"reached train.epochs ({epochs})"
+        finally:
+            console.close()
+            csv_log.close()
+            self._restore_signals(old)
+        return s
+
+    def _install_signals(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # second Ctrl-C: leave now; last.pt is whole (atomic writes)
+            self._signal = signum
+
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in old:
+            signal.signal(sig, handler)
+        return old
+
+    @staticmethod
+    def _restore_signals(old) -> None:
+        for sig, h in (old or {}).items():
+            signal.signal(sig, h)
+
+
+@torch.inference_mode()
+def evaluate(model, task, loader, device):
+    """Task metrics over a whole split in eval mode (the metrics object, for details)."""
+    model.eval()
+    metrics = task.new_metrics(device)
+    for batch in loader:
+        task.eval_step(model, batch, metrics)
+    return metrics
+
+
+def _finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())

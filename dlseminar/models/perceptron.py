@@ -1,0 +1,59 @@
+"""The perceptron: y_hat = sigma(w0 + sum_i x_i * w_i), one neuron per output."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import MODELS
+from .layers import activation as make_activation
+from .layers import init_weights
+
+
+class Perceptron(nn.Module):
+    def __init__(self, in_features: int, num_outputs: int, out_activation: str = "identity"):
+        super().__init__()
+        self.linear = nn.Linear(in_features, num_outputs)  # weight (out, k), bias w0 (out,)
+        self.act = make_activation(out_activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.linear(x.flatten(1)))
+
+    def explain(self, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> dict:
+        """The learned w0 and w in the data's original units (undoing standardisation).
+
+        With x' = (x - mean) / std the neuron computes w0 + w.x' = (w0 - sum w*mean/std) + (w/std).x.
+        """
+        w = self.linear.weight.detach().double().cpu()
+        b = self.linear.bias.detach().double().cpu()
+        if mean is not None and std is not None:
+            m, s = mean.double().cpu().flatten(), std.double().cpu().flatten()
+            w, b = w / s, b - (w / s * m).sum(1)
+        rows = [{"w0": round(float(b[i]), 6), "w": [round(float(v), 6) for v in w[i]]} for i in range(len(b))]
+        return {"weights": rows[0] if len(rows) == 1 else rows}
+
+
+@MODELS.register("perceptron")
+def perceptron(in_shape, num_outputs, output_kind, activation="auto", init="default"):
+    """Single-layer perceptron y = sigma(w0 + x.w); sigmoid/softmax for classes, identity for regression."""
+    if output_kind == "scores":
+        # Classification: the model returns w0 + x.w and the task applies the link in a
+        # numerically stable way (sigmoid inside BCE-with-logits, softmax inside CE).
+        link = "sigmoid" if num_outputs == 1 else "softmax"
+        if activation not in ("auto", link):
+            raise ConfigError(
+                f"model.activation {activation!r} does not fit a perceptron with {num_outputs} class output(s); "
+                f"use auto or {link} (or task: regression)"
+            )
+        act = "identity"
+    else:
+        if activation == "softmax":
+            raise ConfigError("model.activation softmax only fits classification; use identity, sigmoid or tanh")
+        act = "identity" if activation == "auto" else activation
+        if act == "maxout":
+            raise ConfigError("model.activation maxout needs hidden units; use model mlp")
+    model = Perceptron(math.prod(in_shape), num_outputs, act)
+    init_weights(model, init)
+    return model

@@ -1,0 +1,221 @@
+"""One run, end to end: config -> registries -> Task -> Engine -> run directory.
+
+`train` and `evaluate` are what the CLI calls; both rebuild everything from a Config,
+so a checkpoint (which stores its config) is enough to evaluate or resume.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import registry
+from .config import SCHEMA, Config, resolve
+from .errors import CheckpointError, ConfigError, UserError
+from .datasets import Data, TensorLoader, build_data
+from .engine import checkpoint as ckpt
+from .engine.optim import LRSchedule, build_optimizer
+from .engine.trainer import Trainer
+from .engine.trainer import evaluate as evaluate_loader
+from .models import build_model
+from .tasks import Task, build_task
+
+# Keys that `--resume` may change; anything else must match the checkpoint.
+RESUMABLE = ("train.epochs", "early_stop.patience", "early_stop.min_delta", "logging.", "checkpoint.", "device",
+             "train.eval_batch_size")
+
+
+def pick_device(name: str) -> torch.device:
+    """auto: CUDA, then Apple MPS, then CPU; an explicit device that is missing is a config error."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name} requested but CUDA is not available here; use --device cpu or auto")
+        idx = int(name.split(":")[1]) if ":" in name else 0
+        if idx >= torch.cuda.device_count():
+            raise ConfigError(f"device {name} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if name == "mps" and not has_mps:
+        raise ConfigError("device mps requested but Apple MPS is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Setup:
+    cfg: Config
+    data: Data
+    task: Task
+    model: torch.nn.Module
+    device: torch.device
+
+    def loader(self, split: str, train: bool = False) -> TensorLoader:
+        if split not in self.data.splits:
+            raise ConfigError(f"this run has no {split} split (data.{split}_split is 0)")
+        X, y = self.data.splits[split]
+        bs = self.cfg["train.batch_size"] if train else self.cfg["train.eval_batch_size"]
+        return TensorLoader(X.to(self.device), y.to(self.device), bs, shuffle=train, seed=self.cfg["seed"])
+
+
+def build(cfg: Config, stats=None, info=None) -> Setup:
+    """Data, task and model for `cfg` (stats/info from a checkpoint when evaluating or resuming)."""
+    registry.load_all()
+    device = pick_device(cfg["device"])
+    seed_all(cfg["seed"])
+    data = build_data(cfg, stats)
+    if info is not None:
+        _check_compatible(info, data.info)
+    task = build_task(cfg, data.info)
+    torch.manual_seed(cfg["seed"])  # weight init does not depend on how much the data drew
+    model = build_model(cfg, data.info.in_shape, task.num_outputs, task.output_kind).to(device)
+    return Setup(cfg, data, task, model, device)
+
+
+def _check_compatible(saved: dict, now) -> None:
+    for key in ("kind", "in_shape", "num_classes"):
+        a, b = saved.get(key), getattr(now, key)
+        if key == "in_shape":
+            a, b = tuple(a), tuple(b)
+        if a != b:
+            raise ConfigError(f"dataset {now.name!r} has {key} {b} but the checkpoint was trained with {a}")
+
+
+def new_run_dir(cfg: Config, overwrite: bool) -> Path:
+    """--out as given (refusing a non-empty one without --overwrite), else runs/<name>[-N]."""
+    if cfg["out"]:
+        d = Path(cfg["out"])
+        if d.exists() and not d.is_dir():
+            raise ConfigError(f"--out {str(d)!r} exists and is not a directory")
+        if d.exists() and any(d.iterdir()) and not overwrite:
+            raise ConfigError(f"run directory {str(d)!r} already exists and is not empty; pass --overwrite or choose another --out")
+    else:
+        base = Path("runs") / cfg["name"]
+        d, n = base, 2
+        while d.exists() and any(d.iterdir()):
+            d, n = base.with_name(f"{base.name}-{n}"), n + 1
+    try:
+        (d / "plots").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create run directory {str(d)!r}: {e.strerror or e}") from None
+    return d
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def write_config(path: Path, cfg: Config) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None))
+
+
+def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=(), named=None) -> tuple[Path, dict]:
+    """Train `cfg` (or continue the run of `resume`); returns the run directory and summary."""
+    saved = None
+    if resume:
+        saved = ckpt.load(resume)
+        if "optimizer" not in saved:
+            raise CheckpointError(f"{resume!r} holds weights only (a best.pt); resume from the run's last.pt")
+        cfg = resume_config(saved, sets, named or {})
+        run_dir = Path(resume).resolve().parent
+        ckpt.remove_stale_temps(run_dir)
+    setup = build(cfg, saved and saved["data_stats"], saved and saved["data_info"])
+    if not resume:
+        run_dir = new_run_dir(cfg, overwrite)
+    write_config(run_dir / "config.yaml", cfg)
+
+    train_loader = setup.loader("train", train=True)
+    val_loader = setup.loader("val")
+    opt = build_optimizer(cfg, setup.model)
+    sched = LRSchedule(opt, cfg, len(train_loader), cfg["train.epochs"])
+    meta = {"config": cfg.to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
+            "num_outputs": setup.task.num_outputs}
+    trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta)
+    if saved:
+        trainer.restore(saved)
+    t0 = time.perf_counter()
+    state = trainer.fit(train_loader, val_loader, cfg["train.epochs"])
+    seconds = time.perf_counter() - t0
+
+    es = trainer.es
+    use_best = cfg["early_stop.restore_best"] and es.best_state is not None
+    if use_best:
+        setup.model.load_state_dict(es.best_state)
+    test = {}
+    if "test" in setup.data.splits:
+        test = {f"test/{k}": v for k, v in trainer.evaluate(setup.loader("test")).compute().items()}
+    best_row = next((r for r in state.history if r["epoch"] == es.best_epoch), {})
+    summary = {
+        "name": cfg["name"], "task": setup.task.kind, "model": cfg["model.name"], "dataset": cfg["data.name"],
+        "loss": setup.task.loss_name, "optimizer": cfg["optim.name"], "device": str(setup.device),
+        "params": sum(p.numel() for p in setup.model.parameters()),
+        "epochs_run": state.epoch, "best_epoch": es.best_epoch,
+        "stopped_early": state.stop_reason is not None and not state.stop_reason.startswith("reached"),
+        "stop_reason": state.stop_reason, "monitor": trainer.monitor,
+        "best": {k: v for k, v in best_row.items() if k.startswith("val/")},
+        "test": test, "test_checkpoint": "best.pt" if use_best else "last.pt",
+        "restored_best": use_best, "seconds": round(seconds, 3),
+    }
+    explain = getattr(setup.model, "explain", None)
+    if explain is not None:
+        summary.update(explain(setup.data.stats.get("mean"), setup.data.stats.get("std")))
+    if cfg["logging.plots"]:
+        summary["plots"] = make_plots(run_dir, setup, state.history, summary)
+    write_json(run_dir / "summary.json", summary)
+    return run_dir, summary
+
+
+def resume_config(saved: dict, sets, named) -> Config:
+    """The checkpoint's config with the few changes a resume allows (epochs, patience, logging)."""
+    old = resolve(base=saved["config"])
+    new = resolve(base=saved["config"], sets=sets, named=named)
+    for key in SCHEMA:
+        if new[key] != old[key] and not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE):
+            raise ConfigError(f"--resume cannot change {key} ({old[key]!r} in the checkpoint, {new[key]!r} now); "
+                              f"only {', '.join(RESUMABLE)} may change")
+    return new
+
+
+def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: dict) -> list[str]:
+    from . import plots
+
+    folder = run_dir / "plots"
+    plots.curves(folder / "curves.png", history, summary)
+    written = ["curves.png"]
+    written += setup.task.plots(folder, setup.model, setup.data, setup.device)
+    return [f"plots/{w}" for w in written]
+
+
+def evaluate(path: str, split: str = "test", sets=(), named=None):
+    """Metrics of a checkpoint on one split, with model/task/data rebuilt from its config."""
+    saved = ckpt.load(path)
+    cfg = resolve(base=saved["config"], sets=sets, named=named or {})
+    same_data = cfg["data.name"] == saved["config"]["data"]["name"]
+    setup = build(cfg, saved["data_stats"], saved["data_info"])
+    if setup.task.num_outputs != saved.get("num_outputs", setup.task.num_outputs):
+        raise ConfigError(f"the checkpoint's model has {saved['num_outputs']} outputs; this task needs {setup.task.num_outputs}")
+    try:
+        setup.model.load_state_dict(saved["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise CheckpointError(f"the weights in {path!r} do not fit model {cfg['model.name']!r}: {first}") from None
+    metrics = evaluate_loader(setup.model, setup.task, setup.loader(split), setup.device)
+    result = {f"{split}/{k}": v for k, v in metrics.compute().items()}
+    return result, setup.task.details(metrics), {"checkpoint": str(path), "split": split,
+                                                 "dataset": cfg["data.name"], "same_data": same_data}

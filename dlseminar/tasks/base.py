@@ -1,0 +1,70 @@
+"""The Task: everything that depends on what the labels are (loss form, metrics, plots).
+
+The Engine only calls training_step / eval_step / new_metrics; it never looks inside a batch.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from ..registry import LOSSES, call_builder
+
+
+class Task:
+    kind = "base"
+    output_kind = "values"  # 'scores': the model returns logits and the task applies the link
+    default_loss = "mse"
+    monitor, mode = "val/loss", "min"
+    supported: tuple[str, ...] = ()  # loss input forms this task can prepare (see engine/losses.py)
+
+    def __init__(self, info, cfg):
+        self.info = info
+        name = cfg["loss.name"]
+        self.loss_name = self.default_loss if name == "auto" else name
+        entry = LOSSES.get(self.loss_name)
+        self.wants = entry.meta["wants"]
+        if self.wants not in self.supported:
+            raise ConfigError(f"loss {self.loss_name!r} does not fit a {self.kind} task; "
+                              f"choose from: {', '.join(self.losses())}")
+        self.loss_fn = call_builder(entry, cfg, "loss", common=("name", "l1", "l2"))
+        self.num_outputs = self.outputs_for(self.wants)
+
+    @classmethod
+    def losses(cls) -> list[str]:
+        return [e.name for e in LOSSES.entries() if e.meta["wants"] in cls.supported]
+
+    # -- to be provided by each task
+    def outputs_for(self, wants: str) -> int:
+        raise NotImplementedError
+
+    def prepare(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw model outputs and labels -> the (prediction, target) pair self.loss_fn wants."""
+        raise NotImplementedError
+
+    def new_metrics(self):
+        raise NotImplementedError
+
+    # -- shared
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(*self.prepare(out, y))
+
+    def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
+        """Data loss (before penalties) of one batch, and how many samples it held."""
+        x, y = batch
+        return self.loss(model(x), y), len(y)
+
+    def eval_step(self, model, batch, metrics) -> None:
+        x, y = batch
+        out = model(x)
+        metrics.update(out, y, self.loss(out, y))
+
+    def predict(self, model, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    def plots(self, folder, model, data, device) -> list[str]:
+        """Write the task's own plots into `folder`; return their file names."""
+        return []
+
+    def details(self, metrics) -> tuple[list[str], list[list]] | None:
+        """An optional per-class table (header, rows) for `dlsem eval`."""
+        return None

@@ -1,0 +1,109 @@
+"""Classification: class-index labels, sigmoid/softmax link, accuracy from a confusion matrix."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import TASKS
+from .base import Task
+
+
+class ConfusionMetrics:
+    """Accumulates the loss sum and a (C, C) confusion matrix on the device; one sync in compute()."""
+
+    def __init__(self, task, device):
+        self.task, self.k = task, max(task.info.num_classes, 2)
+        self.cm = torch.zeros(self.k * self.k, dtype=torch.int64, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.n = 0
+
+    def update(self, out, y, loss) -> None:
+        pred = self.task.labels(out)
+        self.cm += torch.bincount(y * self.k + pred, minlength=self.k * self.k)
+        self.loss_sum += loss.detach().double() * len(y)
+        self.n += len(y)
+
+    def matrix(self) -> torch.Tensor:
+        """(true, predicted) counts."""
+        return self.cm.view(self.k, self.k).cpu()
+
+    def compute(self) -> dict[str, float]:
+        cm = self.matrix().double()
+        n = max(self.n, 1)
+        return {"loss": float(self.loss_sum) / n, "acc": float(cm.trace() / cm.sum().clamp(min=1))}
+
+
+@TASKS.register("classification")
+class Classification(Task):
+    """Predict one of C classes; monitor val/acc."""
+
+    kind = "classification"
+    output_kind = "scores"
+    default_loss = "ce"
+    monitor, mode = "val/acc", "max"
+    supported = ("index_logits", "index_logprobs", "target_logits", "target_values")
+
+    def outputs_for(self, wants: str) -> int:
+        # Two classes with a sigmoid-style loss use one output (y_hat = sigma(z)), as in the
+        # perceptron lesson; softmax losses use one score per class.
+        c = self.info.num_classes
+        return 1 if c == 2 and wants in ("target_logits", "target_values") else c
+
+    def _targets(self, y):
+        if self.num_outputs == 1:
+            return y.to(torch.float32).unsqueeze(1)  # (B, 1)
+        return F.one_hot(y, self.num_outputs).to(torch.float32)  # (B, C)
+
+    def prepare(self, out, y):
+        w = self.wants
+        if w == "index_logits":
+            return out, y
+        if w == "index_logprobs":
+            return F.log_softmax(out, 1), y
+        if w == "target_logits":
+            return out, self._targets(y)
+        return self.probs(out), self._targets(y)
+
+    def probs(self, out: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (B, C) from the model's scores."""
+        if out.shape[1] == 1:
+            p = torch.sigmoid(out)
+            return torch.cat([1 - p, p], 1)
+        return F.softmax(out, 1)
+
+    def labels(self, out: torch.Tensor) -> torch.Tensor:
+        """Predicted class indices (B,)."""
+        return (out[:, 0] > 0).long() if out.shape[1] == 1 else out.argmax(1)
+
+    def new_metrics(self, device):
+        return ConfusionMetrics(self, device)
+
+    def predict(self, model, x):
+        return self.probs(model(x))
+
+    def details(self, metrics):
+        cm = metrics.matrix().double()
+        names = self.info.class_names or [str(i) for i in range(cm.shape[0])]
+        rows = []
+        for i, name in enumerate(names):
+            support = cm[i].sum()
+            recall = cm[i, i] / support if support else float("nan")
+            precision = cm[i, i] / cm[:, i].sum() if cm[:, i].sum() else float("nan")
+            rows.append([name, int(support), float(precision), float(recall)])
+        return ["class", "support", "precision", "recall"], rows
+
+    def plots(self, folder, model, data, device):
+        from .. import plots
+
+        written = []
+        if "test" in data.splits or "val" in data.splits:
+            split = "test" if "test" in data.splits else "val"
+            X, y = data.splits[split]
+            with torch.inference_mode():
+                pred = torch.cat([self.labels(model(xb.to(device))).cpu() for xb in X.split(4096)])
+            plots.confusion(folder / "confusion.png", y, pred, self.info.class_names, split)
+            written.append("confusion.png")
+        if data.info.in_shape == (2,):
+            plots.decision_boundary(folder / "decision_boundary.png", model, self, data, device)
+            written.append("decision_boundary.png")
+        return written
