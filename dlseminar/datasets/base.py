@@ -22,6 +22,7 @@ class Table:
     feature_names: list[str]
     class_names: list[str] | None = None
     target_name: str = "y"
+    strata: np.ndarray | None = None  # groups to keep in proportion across splits (default: the classes)
 
 
 @dataclass
@@ -44,14 +45,16 @@ class Data:
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # standardisation: mean, std
 
 
-def _split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
+def _split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
+                   strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
-    strat = kind == "classification"
+    groups = strata if strata is not None else (y if kind == "classification" else None)
+    strat = groups is not None
 
     def cut(ids, frac, salt):
-        labels = y[ids] if strat else None
+        labels = groups[ids] if strat else None
         try:
             return train_test_split(ids, test_size=frac, random_state=seed + salt, stratify=labels)
         except ValueError:  # a class too small to stratify: fall back to a plain random split
@@ -85,7 +88,7 @@ def split_table(table: Table, name: str, task: str, val_split: float, test_split
         raise DataError(f"dataset {name!r} has only {len(y)} samples; at least 5 are needed to split train/val/test")
     if (1 - val_split - test_split) <= 0:
         raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
-    parts = _split_indices(y, kind, val_split, test_split, seed)
+    parts = _split_indices(y, kind, val_split, test_split, seed, table.strata)
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
         raise DataError(f"dataset {name!r} is too small for the requested splits")
 

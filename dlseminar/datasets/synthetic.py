@@ -17,9 +17,11 @@ def _noise(noise, default):
 def xor(seed, n_samples=500, noise=None):
     """XOR: four clusters at the unit square's corners, class = x1 XOR x2 (no single line separates them)."""
     rng = np.random.RandomState(seed)
-    corners = rng.randint(0, 2, size=(n_samples, 2))
-    X = corners + rng.normal(0, _noise(noise, 0.1), size=(n_samples, 2))
-    return Table(X, corners[:, 0] ^ corners[:, 1], "classification", XY, ["0", "1"])
+    corner = rng.permutation(np.arange(n_samples) % 4)  # equal cluster sizes ...
+    bits = np.stack([corner // 2, corner % 2], 1)
+    X = bits + rng.normal(0, _noise(noise, 0.1), size=(n_samples, 2))
+    # ... kept equal in every split, so "a line gets 3 of 4 clusters" is exactly 0.75
+    return Table(X, bits[:, 0] ^ bits[:, 1], "classification", XY, ["0", "1"], strata=corner)
 
 
 @DATASETS.register("linear", kind="classification")
