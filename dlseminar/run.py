@@ -136,14 +136,13 @@ def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=
         run_dir = Path(resume).resolve().parent
         ckpt.remove_stale_temps(run_dir)
     setup = build(cfg, saved and saved["data_stats"], saved and saved["data_info"])
-    if not resume:
-        run_dir = new_run_dir(cfg, overwrite)
-    write_config(run_dir / "config.yaml", cfg)
-
     train_loader = setup.loader("train", train=True)
     val_loader = setup.loader("val")
     opt = build_optimizer(cfg, setup.model)
     sched = LRSchedule(opt, cfg, len(train_loader), cfg["train.epochs"])
+    if not resume:  # only now that every piece is known to build: no empty run dirs from mistakes
+        run_dir = new_run_dir(cfg, overwrite)
+    write_config(run_dir / "config.yaml", cfg)
     meta = {"config": cfg.to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
             "num_outputs": setup.task.num_outputs}
     trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -61,7 +62,9 @@ def load(path: str | Path) -> dict:
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(p)!r} is empty (0 bytes)")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns at length about refused pickles; we say it in one line
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # any parse failure means "not a checkpoint we can trust"
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{str(p)!r} is not a readable dlseminar checkpoint ({reason})") from None

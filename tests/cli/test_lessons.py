@@ -1,0 +1,74 @@
+"""The issue's acceptance figures, through the real CLI on the real recipes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import CONFIGS, metrics_rows, read_summary
+
+
+def test_xor_perceptron_cannot_beat_three_of_four_clusters(dlsem, tmp_path):
+    r = dlsem("train", CONFIGS / "xor_perceptron.yaml", "--out", "run")
+    assert r.rc == 0, r
+    s = read_summary(tmp_path / "run")
+    assert s["test"]["test/acc"] <= 0.75
+    assert (tmp_path / "run/plots/decision_boundary.png").stat().st_size > 1000
+    assert (tmp_path / "run/plots/curves.png").stat().st_size > 1000
+
+
+def test_xor_mlp_solves_xor(dlsem, tmp_path):
+    r = dlsem("train", CONFIGS / "xor_mlp.yaml", "--out", "run", "--set", "logging.plots=false")
+    assert r.rc == 0, r
+    assert read_summary(tmp_path / "run")["test"]["test/acc"] == 1.0
+
+
+def test_digits_mlp_reaches_97_percent_and_eval_reproduces_summary(dlsem, tmp_path):
+    r = dlsem("train", CONFIGS / "digits_mlp.yaml", "--out", "run")
+    assert r.rc == 0, r
+    s = read_summary(tmp_path / "run")
+    assert s["test"]["test/acc"] >= 0.97
+    assert s["test_checkpoint"] == "best.pt"
+    e = dlsem("eval", "run/best.pt", "--split", "test", "--json")
+    assert e.rc == 0, e
+    assert json.loads(e.out) == s["test"]  # exactly, not approximately
+    # the per-class table in the human-readable form
+    t = dlsem("eval", "run/best.pt", "--split", "val")
+    assert t.rc == 0 and "precision" in t.out and "val/acc" in t.out
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae"])
+def test_plane_regression_recovers_the_plane(dlsem, tmp_path, loss):
+    r = dlsem("train", CONFIGS / "plane_regression.yaml", "--loss", loss, "--out", "run", "--set", "logging.plots=false")
+    assert r.rc == 0, r
+    w = read_summary(tmp_path / "run")["weights"]
+    assert abs(w["w0"] - (-1.75)) < 0.05
+    assert abs(w["w"][0] - 1.0) < 0.05 and abs(w["w"][1] - 1.75) < 0.05
+    assert "weights (original units)" in r.out
+
+
+def test_overfitting_recipe_stops_early_and_restores_best(dlsem, tmp_path):
+    r = dlsem("train", CONFIGS / "moons_overfit.yaml", "--out", "run", "--set", "logging.plots=false")
+    assert r.rc == 0, r
+    s = read_summary(tmp_path / "run")
+    assert s["stopped_early"] is True
+    assert s["stop_reason"].startswith("early stopping: val/loss did not improve for 15 epochs")
+    assert s["epochs_run"] == s["best_epoch"] + 15 < 300
+    assert s["restored_best"] is True
+    rows = metrics_rows(tmp_path / "run")
+    assert len(rows) == s["epochs_run"]
+    best_val = min(float(r["val/loss"]) for r in rows)
+    assert s["best"]["val/loss"] == best_val
+    # the restored weights are the best epoch's: eval on val gives the best row's loss
+    e = dlsem("eval", "run/best.pt", "--split", "val", "--json")
+    assert json.loads(e.out)["val/loss"] == pytest.approx(best_val, rel=1e-6)
+
+
+def test_same_seed_same_metrics(dlsem, tmp_path):
+    args = ["train", CONFIGS / "moons_mlp_dropout.yaml", "--epochs", "8", "--set", "logging.plots=false"]
+    assert dlsem(*args, "--out", "a").rc == 0
+    assert dlsem(*args, "--out", "b").rc == 0
+    assert dlsem(*args, "--out", "c", "--seed", "1").rc == 0
+    a, b, c = (metrics_rows(tmp_path / d) for d in "abc")
+    assert a == b  # every column but wall-clock seconds
+    assert a != c
