@@ -63,6 +63,11 @@ SCHEMA: dict[str, Key] = {
     "model.maxout_k": Key(2, "int", "maxout: number of linear pieces per unit", lambda v: None if v >= 2 else "must be >= 2"),
     "model.dropout": Key(0.0, "float", "dropout probability after each hidden layer (training only)", _frac),
     "model.batch_norm": Key(False, "bool", "mlp: batch normalisation after each hidden linear layer"),
+    "model.widths": Key([8, 16], "ints", "cnn: output channels of each 3x3 conv block (each block ends with a 2x2 pool)", lambda v: None if v and all(h >= 1 for h in v) else "must be a non-empty list of sizes >= 1"),
+    "model.pool": Key("max", "str", "cnn: pooling after each conv block", choices=("max", "avg")),
+    "model.stem": Key("auto", "str", "image models: imagenet (original first layers) | small (for 8-64 px inputs) | auto (small below 128 px)", choices=("auto", "imagenet", "small")),
+    "model.pretrained": Key(False, "bool", "image models: start from torchvision's ImageNet weights (only if already in the local torch hub cache)"),
+    "model.aux": Key(True, "bool", "googlenet: train with the two auxiliary classifiers (the lesson's three heads)"),
     "model.init": Key("default", "str", "weight init: default (PyTorch's) | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal | zeros",
                       choices=("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros")),
     # --- data
@@ -84,6 +89,7 @@ SCHEMA: dict[str, Key] = {
     "loss.name": Key("auto", "str", "ce | bce | mse | mae | huber | nll | auto (ce for classification, mse for regression)"),
     "loss.label_smoothing": Key(0.0, "float", "ce: label smoothing", _frac),
     "loss.huber_delta": Key(1.0, "float", "huber: where the loss turns from quadratic to linear", _gt0),
+    "loss.aux_weight": Key(0.3, "float", "weight of auxiliary-head losses (googlenet) added during training", _ge0),
     "loss.l1": Key(0.0, "float", "lambda of the L1 penalty lambda*sum|W| added to the loss (biases excluded)", _ge0),
     "loss.l2": Key(0.0, "float", "lambda of the L2 penalty lambda*sum W^2 added to the loss (biases excluded)", _ge0),
     # --- optimizer
