@@ -101,6 +101,45 @@ def eval_(
         c.print(t)
 
 
+@app.command()
+def predict(
+    ckpt: Path = typer.Argument(..., help="A checkpoint of an image classifier."),
+    images: List[Path] = typer.Argument(..., help="Image files or folders (any size and mode)."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="How many classes to show per image."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write an annotated image per input here."),
+    features: bool = typer.Option(False, "--features", help="With --out: feature maps of a few conv layers for the first image."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+):
+    """Class probabilities (the lesson's softmax table) for image files."""
+    from . import run
+
+    results, X, setup = run.predict_images(str(ckpt), [str(i) for i in images], top_k, set_)
+    if out is not None:
+        from . import plots
+
+        out.mkdir(parents=True, exist_ok=True)
+        scale = float(setup.data.stats.get("scale", 255.0))
+        for i, r in enumerate(results):
+            name = f"{i:04d}_{Path(r['image']).stem}.png"
+            plots.annotated(out / name, X[i], r, scale)
+            r["annotated"] = str(out / name)
+        if features:
+            x0 = setup.data.transform(setup.device)(X[:1].to(setup.device))
+            for f in plots.feature_maps(out, setup.model, x0):
+                print(f"feature maps: {out / f}", file=sys.stderr)
+    if json_:
+        print(json.dumps(results))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("image", *[f"#{i + 1}" for i in range(len(results[0]["top"]))])
+    for r in results:
+        t.add_row(r["image"], *[f"{x['class']} {x['prob']:.2f}" for x in r["top"]])
+    Console().print(t)
+
+
 def _listing(reg, extra=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -111,13 +150,85 @@ def _listing(reg, extra=None) -> None:
     Console().print(t)
 
 
-@app.command()
-def models():
-    """List the registered models."""
+models_app = typer.Typer(add_completion=False, invoke_without_command=True,
+                         help="List the registered models, or `models show NAME` for a layer table.")
+app.add_typer(models_app, name="models")
+INPUT_HELP = "Input shape CxHxW (e.g. 3x32x32, 1x8x8) or a feature count (e.g. 64)."
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    from .errors import ConfigError
+
+    try:
+        shape = tuple(int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise ConfigError(f"--input must look like 3x32x32 or 64 (got {text!r})")
+    return shape
+
+
+def _build(name: str, shape, classes: int, sets=()):
+    from .config import resolve
+    from .models import build_model
+    from .registry import load_all
+
+    load_all()
+    cfg = resolve(sets=[f"model.name={name}", *sets])
+    return build_model(cfg, shape, classes, "scores")
+
+
+@models_app.callback()
+def models(
+    ctx: typer.Context,
+    input_: str = typer.Option("3x32x32", "--input", help=INPUT_HELP),
+    classes: int = typer.Option(10, "--classes", min=1, help="Number of outputs."),
+):
+    """List the registered models with their parameter count for --input."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from .errors import UserError
     from .registry import MODELS, load_all
 
     load_all()
-    _listing(MODELS)
+    shape = _shape(input_)
+    t = Table("name", f"params @ {input_}, {classes} classes", "description")
+    for e in MODELS.entries():
+        try:
+            n = f"{sum(p.numel() for p in _build(e.name, shape, classes).parameters()):,}"
+        except Exception as err:  # e.g. an input too small, or 1-D input for a conv net
+            n = f"n/a ({err})"[:40]
+        t.add_row(e.name, n, e.doc)
+    Console().print(t)
+
+
+@models_app.command("show")
+def models_show(
+    name: str = typer.Argument(..., help="Model name."),
+    input_: str = typer.Option("3x32x32", "--input", help=INPUT_HELP),
+    classes: int = typer.Option(10, "--classes", min=1, help="Number of outputs."),
+    set_: List[str] = typer.Option([], "--set", help="model.* keys, e.g. --set model.widths=[8,16]"),
+):
+    """Layer table of one model: layer, output shape, parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models.summary import layer_table
+    from .registry import MODELS, load_all
+
+    load_all()
+    shape = _shape(input_)
+    model = _build(name, shape, classes, set_)
+    t = Table("layer", "type", "output shape", "params", title=f"{name} @ {input_}")
+    for layer, kind, out_shape, params in layer_table(model, shape):
+        t.add_row(layer, kind, "x".join(map(str, out_shape)), f"{params:,}")
+    total = sum(p.numel() for p in model.parameters())
+    c = Console()
+    c.print(t)
+    c.print(f"total parameters: {total:,}  —  {MODELS.get(name).doc}")
 
 
 @app.command()

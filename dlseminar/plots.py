@@ -105,3 +105,101 @@ def confusion(path: Path, y: torch.Tensor, pred: torch.Tensor, names: list[str],
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _as_image(x: torch.Tensor, scale: float):
+    """(C, H, W) raw tensor -> (H, W[, 3]) float array in [0, 1] for imshow."""
+    v = (x.float() / scale).clamp(0, 1)
+    return v[0].numpy() if v.shape[0] == 1 else v[:3].permute(1, 2, 0).numpy()
+
+
+def mistakes(path: Path, X: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, names: list[str], stats: dict,
+             limit: int = 24) -> bool:
+    """A gallery of misclassified images, titled 'true -> predicted'; False when there is none."""
+    wrong = (pred != y).nonzero().flatten()[:limit]
+    if len(wrong) == 0:
+        return False
+    plt = _plt()
+    scale = float(stats.get("scale", torch.tensor(1.0)))
+    cols = min(8, len(wrong))
+    rows = (len(wrong) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong.tolist()):
+        ax.imshow(_as_image(X[i], scale), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{names[int(y[i])]} -> {names[int(pred[i])]}", fontsize=7, color="firebrick")
+    fig.suptitle(f"misclassified ({int((pred != y).sum())} of {len(y)})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def filters(path: Path, model, limit: int = 32) -> bool:
+    """The first convolution's filters, one tile each (what the network looks for first)."""
+    conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is None:
+        return False
+    plt = _plt()
+    w = conv.weight.detach().float().cpu()[:limit]  # (F, C, k, k)
+    cols = min(8, len(w))
+    rows = (len(w) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, f in zip(axes.flat, w):
+        f = (f - f.min()) / (f.max() - f.min() + 1e-8)
+        ax.imshow(f[0] if f.shape[0] != 3 else f.permute(1, 2, 0), cmap="gray", interpolation="nearest")
+    fig.suptitle(f"first-layer filters {tuple(conv.weight.shape)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def annotated(path: Path, x: torch.Tensor, result: dict, scale: float = 255.0) -> None:
+    """The input image (as the model saw it) with its top predictions underneath."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(3, 3.6))
+    ax.imshow(_as_image(x, scale), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title("\n".join(f"{t['class']}: {t['prob']:.2f}" for t in result["top"][:3]), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def feature_maps(folder: Path, model, x: torch.Tensor, max_layers: int = 4, max_maps: int = 16) -> list[str]:
+    """Feature maps of the first few conv layers for one normalised input (1, C, H, W):
+    the lesson's low-, mid- and high-level features."""
+    plt = _plt()
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        return []
+    step = max(1, len(convs) // max_layers)
+    chosen = convs[::step][:max_layers]
+    acts: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: acts.__setitem__(n, o.detach().cpu())) for n, m in chosen]
+    model.eval()
+    with torch.inference_mode():
+        model(x)
+    for h in hooks:
+        h.remove()
+    written = []
+    for n, _ in chosen:
+        a = acts[n][0][:max_maps]  # (maps, h, w)
+        cols = min(8, len(a))
+        rows = (len(a) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows + 0.4), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, fm in zip(axes.flat, a):
+            ax.imshow(fm, cmap="viridis", interpolation="nearest")
+        fig.suptitle(f"{n}: {tuple(acts[n].shape[1:])}", fontsize=8)
+        fig.tight_layout()
+        name = f"features_{n.replace('.', '_') or 'conv'}.png"
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
+        written.append(name)
+    return written

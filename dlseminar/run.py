@@ -67,7 +67,8 @@ class Setup:
             raise ConfigError(f"this run has no {split} split (data.{split}_split is 0)")
         X, y = self.data.splits[split]
         bs = self.cfg["train.batch_size"] if train else self.cfg["train.eval_batch_size"]
-        return TensorLoader(X.to(self.device), y.to(self.device), bs, shuffle=train, seed=self.cfg["seed"])
+        return TensorLoader(X.to(self.device), y.to(self.device), bs, shuffle=train, seed=self.cfg["seed"],
+                            transform=self.data.transform(self.device))
 
 
 def build(cfg: Config, stats=None, info=None) -> Setup:
@@ -203,18 +204,45 @@ def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: dict) 
 
 def evaluate(path: str, split: str = "test", sets=(), named=None):
     """Metrics of a checkpoint on one split, with model/task/data rebuilt from its config."""
-    saved = ckpt.load(path)
-    cfg = resolve(base=saved["config"], sets=sets, named=named or {})
-    same_data = cfg["data.name"] == saved["config"]["data"]["name"]
-    setup = build(cfg, saved["data_stats"], saved["data_info"])
+    saved, setup = load_for_inference(path, sets, named)
     if setup.task.num_outputs != saved.get("num_outputs", setup.task.num_outputs):
         raise ConfigError(f"the checkpoint's model has {saved['num_outputs']} outputs; this task needs {setup.task.num_outputs}")
+    metrics = evaluate_loader(setup.model, setup.task, setup.loader(split), setup.device)
+    result = {f"{split}/{k}": v for k, v in metrics.compute().items()}
+    return result, setup.task.details(metrics), {"checkpoint": str(path), "split": split, "dataset": setup.cfg["data.name"]}
+
+
+def load_for_inference(path: str, sets=(), named=None) -> tuple[dict, Setup]:
+    """A checkpoint's model in eval mode with its task and data description (no data loaded twice)."""
+    saved = ckpt.load(path)
+    cfg = resolve(base=saved["config"], sets=sets, named=named or {})
+    setup = build(cfg, saved["data_stats"], saved["data_info"])
     try:
         setup.model.load_state_dict(saved["model"])
     except (RuntimeError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0][:160]
         raise CheckpointError(f"the weights in {path!r} do not fit model {cfg['model.name']!r}: {first}") from None
-    metrics = evaluate_loader(setup.model, setup.task, setup.loader(split), setup.device)
-    result = {f"{split}/{k}": v for k, v in metrics.compute().items()}
-    return result, setup.task.details(metrics), {"checkpoint": str(path), "split": split,
-                                                 "dataset": cfg["data.name"], "same_data": same_data}
+    setup.model.eval()
+    return saved, setup
+
+
+def predict_images(path: str, inputs, top_k: int = 5, sets=()):
+    """Class probabilities for image files (any size/mode, resized to the model's input)."""
+    from .datasets.imageio import image_files, load_image
+
+    saved, setup = load_for_inference(path, sets)
+    info = setup.data.info
+    if len(info.in_shape) != 3 or info.kind != "classification":
+        raise ConfigError(f"{path!r} is a {info.kind} model on {info.in_shape} inputs; dlsem predict takes image classifiers")
+    c, h, w = info.in_shape
+    files = image_files(inputs)
+    X = torch.stack([load_image(f, c, (h, w)) for f in files])  # (N, C, H, W) uint8
+    transform = setup.data.transform(setup.device)
+    with torch.inference_mode():
+        probs = torch.cat([setup.task.predict(setup.model, transform(xb.to(setup.device))).cpu() for xb in X.split(256)])
+    k = min(top_k, probs.shape[1])
+    top = probs.topk(k, 1)
+    names = info.class_names
+    results = [{"image": str(f), "top": [{"class": names[int(i)], "prob": float(p)} for p, i in zip(pv, iv)]}
+               for f, pv, iv in zip(files, top.values, top.indices)]
+    return results, X, setup

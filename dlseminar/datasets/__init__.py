@@ -1,8 +1,9 @@
 """Datasets: importing this package registers every dataset in DATASETS."""
 from __future__ import annotations
 
+from ..errors import ConfigError
 from ..registry import DATASETS, call_builder
-from . import synthetic, tabular  # noqa: F401  (registration side effects)
+from . import images, synthetic, tabular  # noqa: F401  (registration side effects)
 from .base import Data, DataInfo, Table, TensorLoader, split_table
 
 COMMON = ("name", "val_split", "test_split", "standardize")
@@ -23,6 +24,11 @@ def build_data(cfg, stats=None) -> Data:
     if isinstance(out, Table):
         out = split_table(out, entry.name, cfg["task"], cfg["data.val_split"], cfg["data.test_split"],
                           cfg["data.standardize"], cfg["seed"], stats)
+    elif isinstance(out, images.Images):
+        if cfg["task"] not in ("auto", "classification"):
+            raise ConfigError(f"dataset {entry.name!r} is for classification (task: {cfg['task']})")
+        out = images.split_images(out, entry.name, cfg["data.val_split"], cfg["data.test_split"],
+                                  cfg["data.standardize"], cfg["seed"], stats)
     return out
 
 

@@ -42,10 +42,35 @@ class DataInfo:
 class Data:
     info: DataInfo
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (X, y); missing if empty
-    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # standardisation: mean, std
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # standardisation: mean, std (, scale)
+    per_batch: bool = False  # images: X stays raw (uint8) and each batch is normalised on the device
+
+    def transform(self, device):
+        """The per-batch input transform (None when X is already standardised)."""
+        if not self.per_batch:
+            return None
+        return BatchNorm(self.stats, device) if self.stats else BatchNorm({"scale": torch.tensor(1.0)}, device)
 
 
-def _split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
+class BatchNorm:
+    """x -> (x / scale - mean) / std per channel, on the device: images stay uint8 in memory."""
+
+    def __init__(self, stats: dict, device):
+        self.scale = float(stats.get("scale", torch.tensor(1.0)))
+        mean, std = stats.get("mean"), stats.get("std")
+        self.mean = None if mean is None else mean.to(device, torch.float32)
+        self.std = None if std is None else std.to(device, torch.float32)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float32)
+        if self.scale != 1.0:
+            x = x / self.scale
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+
+def split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
                    strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
@@ -88,7 +113,7 @@ def split_table(table: Table, name: str, task: str, val_split: float, test_split
         raise DataError(f"dataset {name!r} has only {len(y)} samples; at least 5 are needed to split train/val/test")
     if (1 - val_split - test_split) <= 0:
         raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
-    parts = _split_indices(y, kind, val_split, test_split, seed, table.strata)
+    parts = split_indices(y, kind, val_split, test_split, seed, table.strata)
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
         raise DataError(f"dataset {name!r} is too small for the requested splits")
 
@@ -123,8 +148,8 @@ class TensorLoader:
     after a resume. `batch_size="full"` yields the whole split once (batch gradient descent).
     """
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size, shuffle: bool, seed: int = 0):
-        self.X, self.y, self.shuffle, self.seed = X, y, shuffle, seed
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size, shuffle: bool, seed: int = 0, transform=None):
+        self.X, self.y, self.shuffle, self.seed, self.transform = X, y, shuffle, seed, transform
         self.n = len(X)
         self.bs = self.n if batch_size == "full" else min(int(batch_size), self.n)
         self.epoch = 0
@@ -141,5 +166,6 @@ class TensorLoader:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             perm = torch.randperm(self.n, generator=g).to(X.device)
             X, y = X[perm], y[perm]
+        t = self.transform
         for i in range(0, self.n, self.bs):
-            yield X[i:i + self.bs], y[i:i + self.bs]
+            yield (X[i:i + self.bs] if t is None else t(X[i:i + self.bs])), y[i:i + self.bs]

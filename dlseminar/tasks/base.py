@@ -26,7 +26,8 @@ class Task:
         if self.wants not in self.supported:
             raise ConfigError(f"loss {self.loss_name!r} does not fit a {self.kind} task; "
                               f"choose from: {', '.join(self.losses())}")
-        self.loss_fn = call_builder(entry, cfg, "loss", common=("name", "l1", "l2"))
+        self.loss_fn = call_builder(entry, cfg, "loss", common=("name", "l1", "l2", "aux_weight"))
+        self.aux_weight = cfg["loss.aux_weight"]
         self.num_outputs = self.outputs_for(self.wants)
 
     @classmethod
@@ -49,13 +50,23 @@ class Task:
         return self.loss_fn(*self.prepare(out, y))
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
-        """Data loss (before penalties) of one batch, and how many samples it held."""
+        """Data loss (before penalties) of one batch, and how many samples it held.
+
+        A model with auxiliary heads (GoogLeNet) returns (main, aux1, aux2) in training;
+        their losses are added with weight loss.aux_weight (0.3 in the paper).
+        """
         x, y = batch
-        return self.loss(model(x), y), len(y)
+        out = model(x)
+        if isinstance(out, (tuple, list)):
+            main, *aux = out
+            return self.loss(main, y) + self.aux_weight * sum(self.loss(a, y) for a in aux), len(y)
+        return self.loss(out, y), len(y)
 
     def eval_step(self, model, batch, metrics) -> None:
         x, y = batch
         out = model(x)
+        if isinstance(out, (tuple, list)):  # auxiliary heads are dropped at evaluation
+            out = out[0]
         metrics.update(out, y, self.loss(out, y))
 
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:

@@ -15,11 +15,14 @@ class ConfusionMetrics:
         self.task, self.k = task, max(task.info.num_classes, 2)
         self.cm = torch.zeros(self.k * self.k, dtype=torch.int64, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.top5 = torch.zeros((), dtype=torch.int64, device=device) if self.k >= 5 else None
         self.n = 0
 
     def update(self, out, y, loss) -> None:
         pred = self.task.labels(out)
         self.cm += torch.bincount(y * self.k + pred, minlength=self.k * self.k)
+        if self.top5 is not None:
+            self.top5 += out.topk(5, 1).indices.eq(y[:, None]).any(1).sum()
         self.loss_sum += loss.detach().double() * len(y)
         self.n += len(y)
 
@@ -30,7 +33,10 @@ class ConfusionMetrics:
     def compute(self) -> dict[str, float]:
         cm = self.matrix().double()
         n = max(self.n, 1)
-        return {"loss": float(self.loss_sum) / n, "acc": float(cm.trace() / cm.sum().clamp(min=1))}
+        out = {"loss": float(self.loss_sum) / n, "acc": float(cm.trace() / cm.sum().clamp(min=1))}
+        if self.top5 is not None:
+            out["top5"] = float(self.top5) / n
+        return out
 
 
 @TASKS.register("classification")
@@ -89,21 +95,29 @@ class Classification(Task):
             support = cm[i].sum()
             recall = cm[i, i] / support if support else float("nan")
             precision = cm[i, i] / cm[:, i].sum() if cm[:, i].sum() else float("nan")
-            rows.append([name, int(support), float(precision), float(recall)])
-        return ["class", "support", "precision", "recall"], rows
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
+            rows.append([name, int(support), float(precision), float(recall), float(f1)])
+        return ["class", "support", "precision", "recall", "f1"], rows
 
     def plots(self, folder, model, data, device):
         from .. import plots
 
         written = []
-        if "test" in data.splits or "val" in data.splits:
-            split = "test" if "test" in data.splits else "val"
-            X, y = data.splits[split]
-            with torch.inference_mode():
-                pred = torch.cat([self.labels(model(xb.to(device))).cpu() for xb in X.split(4096)])
-            plots.confusion(folder / "confusion.png", y, pred, self.info.class_names, split)
-            written.append("confusion.png")
+        split = "test" if "test" in data.splits else "val"
+        X, y = data.splits[split]
+        transform = data.transform(device)
+        model.eval()
+        with torch.inference_mode():
+            scores = [model(xb.to(device) if transform is None else transform(xb.to(device))) for xb in X.split(1024)]
+            pred = torch.cat([self.labels(s).cpu() for s in scores])
+        plots.confusion(folder / "confusion_matrix.png", y, pred, self.info.class_names, split)
+        written.append("confusion_matrix.png")
         if data.info.in_shape == (2,):
             plots.decision_boundary(folder / "decision_boundary.png", model, self, data, device)
             written.append("decision_boundary.png")
+        if len(data.info.in_shape) == 3:
+            if plots.mistakes(folder / "mistakes.png", X, y, pred, self.info.class_names, data.stats):
+                written.append("mistakes.png")
+            if plots.filters(folder / "filters.png", model):
+                written.append("filters.png")
         return written

@@ -1,0 +1,69 @@
+"""Reading image files of any size and mode into fixed-size uint8 tensors (Pillow)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def load_image(path: str | Path, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+    """One image file -> (channels, H, W) uint8, resized to `size` (H, W) when given.
+
+    Grayscale, RGB, RGBA (composited on white), palette and 16-bit images are accepted;
+    an unreadable, truncated or empty file raises DataError naming it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    try:
+        if p.stat().st_size == 0:
+            raise DataError(f"image {str(p)!r} is empty (0 bytes)")
+        with Image.open(p) as im:
+            im.load()  # force decoding now, so a truncated file fails here
+            im = _to_mode(im, channels)
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"image {str(p)!r} not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"cannot read image {str(p)!r}: {str(e).splitlines()[0][:100] if str(e) else type(e).__name__}") from None
+    if a.ndim == 2:
+        a = a[:, :, None]
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
+
+
+def _to_mode(im, channels: int):
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: rescale to 8 bits
+        a = np.asarray(im, dtype=np.float64)
+        hi = a.max() if a.max() > 0 else 1.0
+        im = Image.fromarray((a / hi * 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba)
+    return im.convert("L" if channels == 1 else "RGB")
+
+
+def image_files(paths) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image files."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise DataError(f"{str(p)!r} not found")
+    if not out:
+        raise DataError("no image files found in " + ", ".join(map(str, paths)))
+    return out

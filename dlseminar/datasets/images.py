@@ -1,0 +1,161 @@
+"""Image classification data kept in memory as (N, C, H, W) tensors, normalised per batch.
+
+`digits_images` (the bundled 8x8 digits) and `shapes` (generated geometric shapes) need no
+download. Images are split by seed (stratified), per-channel mean/std are fitted on the
+training split, and each batch is normalised on the device (see base.BatchNorm).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+from ..registry import DATASETS
+from .base import Data, DataInfo, split_indices
+
+
+@dataclass
+class Images:
+    """A whole image dataset: X (N, C, H, W) uint8 (scale 255) or float, y (N,) class indices."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    class_names: list[str]
+    scale: float = 255.0  # what X is divided by to reach [0, 1]
+    test: tuple[torch.Tensor, torch.Tensor] | None = None  # an official test set (MNIST, CIFAR), if any
+
+
+def channel_stats(X: torch.Tensor, scale: float) -> dict[str, torch.Tensor]:
+    """Per-channel mean/std of X/scale in float64, (C, 1, 1), computed in chunks."""
+    c = X.shape[1]
+    s1 = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, dtype=torch.float64)
+    for chunk in X.split(4096):
+        v = chunk.double() / scale
+        s1 += v.sum((0, 2, 3))
+        s2 += v.pow(2).sum((0, 2, 3))
+    n = X.shape[0] * X.shape[2] * X.shape[3]
+    mean = s1 / n
+    std = (s2 / n - mean ** 2).clamp(min=0).sqrt()
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return {"mean": mean.view(c, 1, 1), "std": std.view(c, 1, 1), "scale": torch.tensor(float(scale))}
+
+
+def split_images(img: Images, name: str, val_split: float, test_split: float, standardize: bool, seed: int,
+                 stats: dict | None = None) -> Data:
+    """Stratified split by seed (val/test carved from X; an official test set replaces the test cut)."""
+    y = img.y.numpy()
+    if len(y) < 5:
+        raise DataError(f"dataset {name!r} has only {len(y)} images; at least 5 are needed to split")
+    if (1 - val_split - test_split) <= 0:
+        raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
+    parts = split_indices(y, "classification", val_split, 0.0 if img.test is not None else test_split, seed)
+    splits = {s: (img.X[torch.as_tensor(ix)], img.y[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
+    if img.test is not None:
+        splits["test"] = img.test
+    in_shape = tuple(img.X.shape[1:])
+    if stats:
+        if tuple(stats["mean"].shape) != (in_shape[0], 1, 1):
+            raise DataError(f"dataset {name!r} has {in_shape[0]} channels but the checkpoint was trained on {stats['mean'].shape[0]}")
+    elif standardize:
+        stats = channel_stats(splits["train"][0], img.scale)
+    else:
+        stats = {"scale": torch.tensor(float(img.scale))}
+    info = DataInfo(name=name, kind="classification", in_shape=in_shape, num_classes=len(img.class_names),
+                    class_names=list(img.class_names))
+    return Data(info=info, splits=splits, stats=dict(stats), per_batch=True)
+
+
+def resize(X: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Resize a (N, C, H, W) batch to size x size (antialiased bilinear); uint8 stays uint8."""
+    if not size or (X.shape[-1] == size and X.shape[-2] == size):
+        return X
+    import torchvision.transforms.v2.functional as TF
+
+    return TF.resize(X, [size, size], antialias=True)
+
+
+@DATASETS.register("digits_images", kind="classification")
+def digits_images(image_size=None):
+    """The bundled 1,797 handwritten digits as 1x8x8 images (data.image_size to resize), 10 classes."""
+    from sklearn.datasets import load_digits
+
+    b = load_digits()
+    X = torch.from_numpy((b.images * (255.0 / 16.0)).round().astype(np.uint8)).unsqueeze(1)  # (N, 1, 8, 8)
+    return Images(resize(X, image_size), torch.from_numpy(b.target.astype(np.int64)), [str(c) for c in b.target_names])
+
+
+SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon", "diamond", "ring")
+
+
+def _polygon(cx, cy, r, n, rot, inner=None):
+    pts = []
+    for i in range(n * (2 if inner else 1)):
+        a = rot + math.pi * 2 * i / (n * (2 if inner else 1))
+        rr = r if not inner or i % 2 == 0 else r * inner
+        pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
+    return pts
+
+
+def draw_shape(draw, kind: str, cx: float, cy: float, r: float, rot: float, fill) -> None:
+    """Draw one shape centred at (cx, cy) with radius r and rotation rot (PIL ImageDraw)."""
+    if kind == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif kind == "ring":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=max(1, int(r / 3)))
+    elif kind == "square":
+        draw.polygon(_polygon(cx, cy, r * 1.2, 4, rot + math.pi / 4), fill=fill)
+    elif kind == "diamond":
+        draw.polygon([(cx, cy - r * 1.2), (cx + r * 0.7, cy), (cx, cy + r * 1.2), (cx - r * 0.7, cy)], fill=fill)
+    elif kind == "triangle":
+        draw.polygon(_polygon(cx, cy, r * 1.2, 3, rot - math.pi / 2), fill=fill)
+    elif kind == "hexagon":
+        draw.polygon(_polygon(cx, cy, r * 1.1, 6, rot), fill=fill)
+    elif kind == "star":
+        draw.polygon(_polygon(cx, cy, r * 1.3, 5, rot - math.pi / 2, inner=0.45), fill=fill)
+    elif kind == "cross":
+        w = r * 0.35
+        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
+        c, s = math.cos(rot), math.sin(rot)
+        draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=fill)
+    else:
+        raise ValueError(kind)
+
+
+def render_shape(rng: np.random.RandomState, kind: str, size: int, channels: int, noise: float) -> np.ndarray:
+    """One (size, size, channels) uint8 image: random colours, size, position, rotation, pixel noise."""
+    from PIL import Image, ImageDraw
+
+    bg = tuple(int(v) for v in rng.randint(0, 90, 3))
+    fg = tuple(int(v) for v in rng.randint(120, 256, 3))
+    if rng.rand() < 0.5:  # light background, dark shape half of the time
+        bg, fg = tuple(255 - v for v in bg), tuple(255 - v for v in fg)
+    im = Image.new("RGB", (size, size), bg)
+    r = size * rng.uniform(0.18, 0.34)
+    cx, cy = rng.uniform(r + 1, size - r - 1, 2)
+    draw_shape(ImageDraw.Draw(im), kind, cx, cy, r, rng.uniform(0, 2 * math.pi), fg)
+    a = np.asarray(im, dtype=np.float32)
+    a = a + rng.normal(0, noise * 255, a.shape)
+    a = np.clip(a, 0, 255).astype(np.uint8)
+    return a.mean(2, keepdims=True).astype(np.uint8) if channels == 1 else a
+
+
+@DATASETS.register("shapes", kind="classification")
+def shapes(seed, n_samples=500, noise=None, image_size=None, num_classes=4, channels=3):
+    """Generated shapes (circle, square, triangle, star, ...) with random colour, size, position and noise."""
+    size = image_size or 32
+    if not 2 <= num_classes <= len(SHAPES):
+        raise ConfigError(f"data.num_classes for shapes must be between 2 and {len(SHAPES)} (got {num_classes})")
+    if size < 8:
+        raise ConfigError(f"data.image_size for shapes must be >= 8 (got {size})")
+    if channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
+    rng = np.random.RandomState(seed)
+    y = rng.permutation(np.arange(n_samples) % num_classes)
+    nz = 0.05 if noise is None else noise
+    X = np.stack([render_shape(rng, SHAPES[k], size, channels, nz) for k in y])  # (N, H, W, C)
+    return Images(torch.from_numpy(X).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y.astype(np.int64)),
+                  list(SHAPES[:num_classes]))
