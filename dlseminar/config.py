@@ -225,6 +225,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config path {str(p)!r} is a directory, expected a YAML file")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (ValueError, OverflowError) as e:  # e.g. a date-like value PyYAML cannot build
+        raise ConfigError(f"config file {str(p)!r} has a value that cannot be read: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -247,7 +249,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     key = key.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, OverflowError):  # not YAML (or a date-like string): keep the text
         value = raw
     return key, value
 
@@ -272,7 +274,7 @@ def _coerce(key: str, spec: Key, v: Any) -> Any:
             raise bad("a number")
         try:
             f = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise bad("a number") from None
         if not math.isfinite(f):
             raise bad("a finite number")
@@ -299,7 +301,7 @@ def _coerce(key: str, spec: Key, v: Any) -> Any:
         if kind == "floats":
             try:
                 return [float(x) for x in items if not isinstance(x, bool)]
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise bad("a list of numbers") from None
         return [str(x).strip() for x in items]
     raise AssertionError(kind)

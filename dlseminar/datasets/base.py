@@ -90,9 +90,12 @@ def split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
 
     out = {}
     rest = idx
-    if test > 0:
-        rest, out["test"] = cut(idx, test, 0)
-    out["train"], out["val"] = cut(rest, val / (1.0 - test), 1)
+    n_test, n_val = round(test * len(y)), max(1, round(val * len(y)))  # whole samples: sizes exactly as asked
+    if n_test > 0:
+        rest, out["test"] = cut(idx, n_test, 0)
+    if n_val >= len(rest):
+        raise DataError(f"{len(y)} samples are too few for val_split {val} and test_split {test}")
+    out["train"], out["val"] = cut(rest, n_val, 1)
     return out
 
 

@@ -68,10 +68,13 @@ def csv_file(path=None, target=None, features=None, task="auto"):
         raise DataError(f"CSV file {path!r} not found" if not p.exists() else f"{path!r} is not a file")
     try:
         with p.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            numbered = [(reader.line_num, r) for r in reader]  # line_num: the file line where the row ended
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"cannot read CSV file {path!r}: {e}") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    numbered = [(n, r) for n, r in numbered if any(c.strip() for c in r)]
+    lines = [n for n, _ in numbered[1:]]
+    rows = [r for _, r in numbered]
     if not rows:
         raise DataError(f"CSV file {path!r} is empty")
     header = [h.strip() for h in rows[0]]
@@ -93,7 +96,7 @@ def csv_file(path=None, target=None, features=None, task="auto"):
     X = np.empty((len(body), len(cols)), dtype=np.float64)
     raw_y = []
     for i, row in enumerate(body):
-        line = i + 2  # 1-based, after the header
+        line = lines[i]
         if len(row) != len(header):
             raise DataError(f"{path}: line {line} has {len(row)} cells, the header has {len(header)}")
         for j, c in enumerate(cols):
@@ -115,7 +118,7 @@ def csv_file(path=None, target=None, features=None, task="auto"):
     if task == "regression":
         if not all_numeric:
             bad = next(i for i, v in enumerate(numeric) if v is None)
-            raise DataError(f"{path}: line {bad + 2}, column {target!r}: {raw_y[bad]!r} is not a number (needed for regression)")
+            raise DataError(f"{path}: line {lines[bad]}, column {target!r}: {raw_y[bad]!r} is not a number (needed for regression)")
         return Table(X, np.asarray(numeric, dtype=np.float64), "regression", features, None, target)
     keys = sorted(set(numeric), key=float) if integral else sorted(set(raw_y))
     labels = [_fmt(k) for k in keys]

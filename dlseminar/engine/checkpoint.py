@@ -70,7 +70,10 @@ def load(path: str | Path) -> dict:
         raise CheckpointError(f"{str(p)!r} is not a readable dlseminar checkpoint ({reason})") from None
     if not isinstance(obj, dict) or "format_version" not in obj or "config" not in obj or "model" not in obj:
         raise CheckpointError(f"{str(p)!r} is a PyTorch file but not a dlseminar checkpoint (no format_version/config/model)")
-    if obj["format_version"] > FORMAT_VERSION:
+    v = obj["format_version"]
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise CheckpointError(f"{str(p)!r} has an invalid format_version ({v!r}); it is not a dlseminar checkpoint")
+    if v > FORMAT_VERSION:
         raise CheckpointError(f"{str(p)!r} has format {obj['format_version']}; this dlseminar reads up to {FORMAT_VERSION}: upgrade it")
     return obj
 
@@ -79,12 +82,14 @@ def rng_state() -> dict:
     """Python, NumPy, torch (and CUDA) RNG states as tensors, so weights_only loads them."""
     import numpy as np
 
-    _, py_state, _ = random.getstate()
+    _, py_state, py_gauss = random.getstate()
     np_state = np.random.get_state()
     out = {
         "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_gauss": None if py_gauss is None else float(py_gauss),  # cached 2nd normal of random.gauss
         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": int(np_state[2]),
+        "numpy_gauss": [int(np_state[3]), float(np_state[4])],  # has_gauss, cached_gaussian
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -95,8 +100,9 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     import numpy as np
 
-    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), state.get("python_gauss")))
+    has_gauss, cached = state.get("numpy_gauss", [0, 0.0])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -68,6 +68,8 @@ class Classification(Task):
             return F.log_softmax(out, 1), y
         if w == "target_logits":
             return out, self._targets(y)
+        if self.num_outputs == 1:  # y_hat = sigma(z) against y in {0, 1}
+            return torch.sigmoid(out), self._targets(y)
         return self.probs(out), self._targets(y)
 
     def probs(self, out: torch.Tensor) -> torch.Tensor:

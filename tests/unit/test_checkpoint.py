@@ -182,8 +182,6 @@ def test_load_newer_format(tmp_path):
     assert "upgrade" in load_error(p)
 
 
-@pytest.mark.xfail(reason="BUG: engine/checkpoint.py load() compares obj['format_version'] > FORMAT_VERSION "
-                   "without checking its type; a str/None/list format_version raises TypeError", strict=True)
 @pytest.mark.parametrize("version", ["1", None, [1]])
 def test_load_non_integer_format_version(tmp_path, version):
     p = tmp_path / "weird.pt"
@@ -215,7 +213,7 @@ def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
     np.random.seed(6)
     random.seed(7)
     state = ck.rng_state()
-    assert all(isinstance(v, (torch.Tensor, int, list)) for v in state.values())
+    assert all(v is None or isinstance(v, (torch.Tensor, int, float, list)) for v in state.values())
     a = draws()
     ck.save(valid(rng=state), tmp_path / "last.pt")
     draws()
@@ -223,9 +221,6 @@ def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
     assert draws() == a
 
 
-@pytest.mark.xfail(reason="BUG: engine/checkpoint.py rng_state()/set_rng_state() drop Python's gauss_next and "
-                   "NumPy's has_gauss/cached_gaussian, so random.gauss / np.random.randn differ after a restore",
-                   strict=True)
 def test_rng_state_round_trip_with_cached_gaussians():
     np.random.seed(0)
     random.seed(0)

@@ -361,7 +361,7 @@ def test_unknown_file_key_raises_config_error_only(tmp_path, key):
 
 
 # Python values as they can arrive from a YAML file / checkpoint (ints kept to 64 bits;
-# the overflow of larger ones is its own xfail test below).
+# the overflow of larger ones is tested below).
 _SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -409,11 +409,6 @@ _RAW = st.one_of(
 )
 
 
-@pytest.mark.xfail(
-    reason="BUG: config.parse_set/load_yaml/_coerce let ValueError (YAML timestamps such as 2001-13-45) and "
-    "OverflowError (float() of integers > 1e308) escape instead of ConfigError",
-    strict=True,
-)
 @HYP
 @example(key="seed", raw="2001-13-45")
 @example(key="optim.lr", raw="1" + "0" * 400)
@@ -425,22 +420,16 @@ def test_any_set_text_for_any_key_validates_or_raises_config_error(key, raw):
         pass
 
 
-@pytest.mark.xfail(reason="BUG: parse_set catches only yaml.YAMLError; PyYAML's timestamp constructor raises "
-                   "ValueError for 2001-13-45", strict=True)
 def test_set_invalid_date_value_is_config_error():
     with pytest.raises(ConfigError):
         resolve(sets=["seed=2001-13-45"])
 
 
-@pytest.mark.xfail(reason="BUG: load_yaml catches only yaml.YAMLError/OSError/UnicodeDecodeError; an invalid "
-                   "timestamp scalar raises ValueError", strict=True)
 def test_file_invalid_date_value_is_config_error(tmp_path):
     with pytest.raises(ConfigError):
         resolve(write(tmp_path, "seed: 2001-13-45\n"))
 
 
-@pytest.mark.xfail(reason="BUG: _coerce float/floats catch (TypeError, ValueError) but float(10**400) raises "
-                   "OverflowError", strict=True)
 @pytest.mark.parametrize("item", ["optim.lr=1" + "0" * 400, "optim.betas=[0.9, 1" + "0" * 400 + "]"])
 def test_huge_integer_for_float_key_is_config_error(item):
     with pytest.raises(ConfigError):

@@ -414,8 +414,6 @@ def test_csv_text_in_regression_target(tmp_path):
     assert "line 6, column 'price': 'lots' is not a number" in msg
 
 
-@pytest.mark.xfail(reason="BUG: datasets/tabular.py csv_file drops blank rows before numbering lines "
-                   "(line = i + 2), so errors after a blank line name the wrong line", strict=True)
 def test_csv_line_numbers_count_blank_lines(tmp_path):
     lines = regression_csv().splitlines()
     lines.insert(2, "")  # a blank 3rd line

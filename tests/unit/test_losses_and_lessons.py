@@ -205,12 +205,6 @@ def test_mse_on_classification_compares_softmax_with_one_hot():
     assert task.loss(out, y).item() == pytest.approx(expected.item())
 
 
-@pytest.mark.xfail(
-    reason="BUG: tasks/classification.py Classification.prepare: with 2 classes, mse/mae/huber get 1 output "
-    "(outputs_for) but prepare returns probs() of shape (B, 2) against targets (B, 1); the loss broadcasts "
-    "(UserWarning) and is minimised at p=0.5",
-    strict=True,
-)
 @pytest.mark.parametrize("loss", ["mse", "mae"])
 def test_mse_on_two_classes_compares_probability_with_label(loss):
     task = cls_task(loss, classes=2)

@@ -1,0 +1,69 @@
+"""GoogLeNet / Inception v1 (Szegedy et al. 2014), built on torchvision.models.GoogLeNet.
+
+Outputs: in training mode with model.aux=true the model returns a plain tuple
+(main, aux1, aux2) of (B, num_outputs) scores -- aux1 is the auxiliary classifier after
+inception4a, aux2 the one after inception4d; the task adds their losses with a small weight
+(0.3 in the paper). In eval mode, or with model.aux=false, it returns only the main scores.
+Without the auxiliary heads the network has 6.6M parameters at ImageNet size.
+
+stem 'imagenet' is torchvision's network unchanged: 7x7 stride-2 conv1 and two 3x3 stride-2
+max-pools before inception3a (224 -> 28 px). stem 'small' (8-64 px inputs): conv1 becomes a
+3x3 stride-1 conv (BN + ReLU as before, freshly initialised) and maxpool1/maxpool2 are
+removed, so inception3 runs at the input resolution and the remaining two pools give
+32 -> 16 -> 8 px for inception4/5 (the usual CIFAR GoogLeNet); it needs inputs >= 4 px.
+in_channels != 3 gets a fresh conv1 either way. model.dropout > 0 sets the dropout before
+the main fc; 0 keeps torchvision's 0.2 (the auxiliary heads keep their 0.7). With pretrained
+weights and 3 channels, `transform_input` is on as in torchvision (it maps ImageNet-normalised
+inputs to the [-1, 1] scaling the ported weights expect).
+"""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.googlenet import BasicConv2d
+
+from ..registry import MODELS
+from .pretrained import check_input, image_shape, load_pretrained, resolve_stem
+
+
+class GoogLeNet(torchvision.models.GoogLeNet):
+    """torchvision's GoogLeNet returning a plain (main, aux1, aux2) tuple when training with aux heads."""
+
+    def forward(self, x: torch.Tensor):
+        x = self._transform_input(x)
+        x, aux2, aux1 = self._forward(x)  # torchvision's order: main, head after 4d, head after 4a
+        if self.training and self.aux_logits:
+            return x, aux1, aux2
+        return x
+
+
+def _trunc_normal_init(module: nn.Module) -> None:
+    """torchvision's GoogLeNet init for a replaced block."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+@MODELS.register("googlenet")
+def googlenet(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, aux=True):
+    """GoogLeNet / Inception v1 (torchvision, 6.6M params) with the two auxiliary classifiers in training (model.aux)."""
+    c, h, w = image_shape(in_shape, "googlenet")
+    stem = resolve_stem(stem, (c, h, w))
+    model = GoogLeNet(num_classes=num_outputs, aux_logits=aux, transform_input=pretrained and c == 3,
+                      init_weights=True, dropout=dropout if dropout > 0 else 0.2)
+    if stem == "small":
+        model.conv1 = BasicConv2d(c, 64, kernel_size=3, stride=1, padding=1)
+        model.maxpool1 = nn.Identity()
+        model.maxpool2 = nn.Identity()  # (B, 192, H, W) enters inception3a
+        _trunc_normal_init(model.conv1)
+    elif c != 3:
+        model.conv1 = BasicConv2d(c, 64, kernel_size=7, stride=2, padding=3)
+        _trunc_normal_init(model.conv1)
+    if pretrained:
+        load_pretrained(model, "googlenet", "conv1.conv.weight", aux_logits=True, init_weights=False)
+    check_input(model, (c, h, w), "googlenet", stem)
+    return model
