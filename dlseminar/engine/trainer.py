@@ -136,7 +136,7 @@ class Trainer:
     def fit(self, train_loader, val_loader, epochs: int) -> FitState:
         s = self.state
         csv_log = MetricsCSV(self.run_dir / "metrics.csv", s.history)
-        keys = ["train/loss", "val/loss", self.monitor] if self.monitor != "val/loss" else ["train/loss", "val/loss"]
+        keys = list(dict.fromkeys(["train/loss", "val/loss", self.task.monitor, self.monitor]))
         console = ConsoleLog(epochs, s.epoch, self.cfg["logging.every_epochs"], keys)
         old = self._install_signals()
         best_dirty = False
