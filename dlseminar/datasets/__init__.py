@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..registry import DATASETS, call_builder
-from . import images, synthetic, tabular  # noqa: F401  (registration side effects)
+from . import folder, images, synthetic, tabular, vision  # noqa: F401
 from .base import Data, DataInfo, Table, TensorLoader, split_table
 
 COMMON = ("name", "val_split", "test_split", "standardize")
