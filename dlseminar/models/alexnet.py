@@ -10,9 +10,13 @@ stem 'small' (8-64 px inputs):
     (8 px keeps 2; 28 px and up keep all 3: 32 -> 15 -> 7 -> 3 px);
   - the 6x6 adaptive pool becomes a 1x1 global average pool and the classifier becomes
     Dropout, 256 -> 512, ReLU, Dropout, 512 -> 512, ReLU, 512 -> classes (same layout as
-    torchvision's, about 0.4M parameters instead of 58.6M; 2.7M in all for 10 classes).
+    torchvision's, about 0.4M parameters instead of 58.6M; 2.8M in all for 10 classes).
 in_channels != 3 gets a fresh first conv either way. model.dropout > 0 sets the classifier's
 dropout; 0 keeps torchvision's 0.5. Initialisation is PyTorch's default, as in torchvision.
+model.init other than 'default' (torchvision's init) re-initialises every conv/linear weight,
+before any pretrained weights are copied in.
+With model.pretrained (local cache only, see pretrained.py) conv2-5 are ImageNet's in both
+stems; the small stem's conv1 and classifier, and the head, stay freshly initialised.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import torchvision
 from torch import nn
 
 from ..registry import MODELS
+from .layers import init_weights
 from .pretrained import check_input, drop_early_pools, image_shape, load_pretrained, new_conv, resolve_stem
 
 SMALL_HIDDEN = 512
@@ -35,8 +40,8 @@ def _small_head(num_outputs: int, dropout: float) -> nn.Sequential:
 
 
 @MODELS.register("alexnet")
-def alexnet(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """AlexNet (torchvision, 5 conv + 3 fc, 61M params at ImageNet size); stem small (3x3 conv1) | imagenet | auto."""
+def alexnet(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """AlexNet (torchvision); stem small: 3x3 conv1, fewer pools, 512-wide classifier."""
     c, h, w = image_shape(in_shape, "alexnet")
     stem = resolve_stem(stem, (c, h, w))
     p = dropout if dropout > 0 else 0.5
@@ -57,7 +62,8 @@ def alexnet(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretra
         drop_early_pools(model.features, min(h, w), kernel=3, stride=2)
         model.avgpool = nn.AdaptiveAvgPool2d(1)  # (B, 256, h, w) -> (B, 256, 1, 1)
         model.classifier = _small_head(num_outputs, p)
+    check_input(model, (c, h, w), "alexnet", stem)
+    init_weights(model, init)  # 'default' keeps torchvision's
     if pretrained:
         load_pretrained(model, "alexnet", "features.0.weight")
-    check_input(model, (c, h, w), "alexnet", stem)
     return model

@@ -13,6 +13,10 @@ stem 'small' (8-64 px inputs) keeps torchvision's conv stages and weights' names
 The first conv is already 3x3 stride 1, so the small stem does not change it; in_channels
 != 3 gets a fresh first conv either way. model.dropout > 0 sets the classifier's dropout;
 0 keeps torchvision's 0.5.
+model.init other than 'default' (torchvision's init) re-initialises every conv/linear weight,
+before any pretrained weights are copied in.
+With model.pretrained (local cache only, see pretrained.py) every conv is ImageNet's, in both
+stems; the small classifier and the last fc (unless num_outputs is 1000) stay fresh.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import torchvision
 from torch import nn
 
 from ..registry import MODELS
+from .layers import init_weights
 from .pretrained import check_input, drop_early_pools, image_shape, load_pretrained, new_conv, resolve_stem
 
 _CFG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}  # torchvision.models.vgg.cfgs
@@ -48,7 +53,7 @@ def _small_vgg(arch: str, num_outputs: int, dropout: float) -> torchvision.model
     return model
 
 
-def _vgg(arch: str, in_shape, num_outputs: int, dropout: float, stem: str, pretrained: bool) -> nn.Module:
+def _vgg(arch: str, in_shape, num_outputs: int, dropout: float, stem: str, pretrained: bool, init: str) -> nn.Module:
     c, h, w = image_shape(in_shape, arch)
     stem = resolve_stem(stem, (c, h, w))
     p = dropout if dropout > 0 else 0.5
@@ -61,55 +66,56 @@ def _vgg(arch: str, in_shape, num_outputs: int, dropout: float, stem: str, pretr
         model.features[0] = new_conv(model.features[0], c)
         nn.init.kaiming_normal_(model.features[0].weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(model.features[0].bias)
+    check_input(model, (c, h, w), arch, stem)
+    init_weights(model, init)  # 'default' keeps torchvision's
     if pretrained:
         load_pretrained(model, arch, "features.0.weight")
-    check_input(model, (c, h, w), arch, stem)
     return model
 
 
 @MODELS.register("vgg11")
-def vgg11(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """VGG-11 (torchvision, 8 conv layers); stem small (global pool, 512-wide classifier) | imagenet | auto."""
-    return _vgg("vgg11", in_shape, num_outputs, dropout, stem, pretrained)
+def vgg11(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """VGG-11 (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
+    return _vgg("vgg11", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
 @MODELS.register("vgg13")
-def vgg13(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """VGG-13 (torchvision, 10 conv layers); stem small (global pool, 512-wide classifier) | imagenet | auto."""
-    return _vgg("vgg13", in_shape, num_outputs, dropout, stem, pretrained)
+def vgg13(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """VGG-13 (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
+    return _vgg("vgg13", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
 @MODELS.register("vgg16")
-def vgg16(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """VGG-16 (torchvision, 13 conv layers, 138M params at ImageNet size); stem small | imagenet | auto."""
-    return _vgg("vgg16", in_shape, num_outputs, dropout, stem, pretrained)
+def vgg16(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """VGG-16 (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
+    return _vgg("vgg16", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
 @MODELS.register("vgg19")
-def vgg19(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """VGG-19 (torchvision, 16 conv layers); stem small (global pool, 512-wide classifier) | imagenet | auto."""
-    return _vgg("vgg19", in_shape, num_outputs, dropout, stem, pretrained)
+def vgg19(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """VGG-19 (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
+    return _vgg("vgg19", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
 @MODELS.register("vgg11_bn")
-def vgg11_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """VGG-11 with batch norm after every conv (torchvision); stem small | imagenet | auto."""
-    return _vgg("vgg11_bn", in_shape, num_outputs, dropout, stem, pretrained)
+def vgg11_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """VGG-11 with batch norm (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
+    return _vgg("vgg11_bn", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
 @MODELS.register("vgg13_bn")
-def vgg13_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """VGG-13 with batch norm after every conv (torchvision); stem small | imagenet | auto."""
-    return _vgg("vgg13_bn", in_shape, num_outputs, dropout, stem, pretrained)
+def vgg13_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """VGG-13 with batch norm (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
+    return _vgg("vgg13_bn", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
 @MODELS.register("vgg16_bn")
-def vgg16_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """VGG-16 with batch norm after every conv (torchvision); stem small | imagenet | auto."""
-    return _vgg("vgg16_bn", in_shape, num_outputs, dropout, stem, pretrained)
+def vgg16_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """VGG-16 with batch norm (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
+    return _vgg("vgg16_bn", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
 @MODELS.register("vgg19_bn")
-def vgg19_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False):
-    """VGG-19 with batch norm after every conv (torchvision); stem small | imagenet | auto."""
-    return _vgg("vgg19_bn", in_shape, num_outputs, dropout, stem, pretrained)
+def vgg19_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
+    """VGG-19 with batch norm (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
+    return _vgg("vgg19_bn", in_shape, num_outputs, dropout, stem, pretrained, init)
