@@ -142,11 +142,12 @@ def predict(
 
 def _listing(reg, extra=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table("name", "description", *(["kind"] if extra else []))
     for e in reg.entries():
-        t.add_row(e.name, e.doc, *([str(e.meta.get(extra, ""))] if extra else []))
+        t.add_row(e.name, escape(e.doc), *([str(e.meta.get(extra, ""))] if extra else []))
     Console().print(t)
 
 
@@ -188,9 +189,9 @@ def models(
     if ctx.invoked_subcommand is not None:
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from .errors import UserError
     from .registry import MODELS, load_all
 
     load_all()
@@ -201,7 +202,7 @@ def models(
             n = f"{sum(p.numel() for p in _build(e.name, shape, classes).parameters()):,}"
         except Exception as err:  # e.g. an input too small, or 1-D input for a conv net
             n = f"n/a ({err})"[:40]
-        t.add_row(e.name, n, e.doc)
+        t.add_row(e.name, escape(n), escape(e.doc))
     Console().print(t)
 
 

@@ -68,7 +68,7 @@ SCHEMA: dict[str, Key] = {
     "model.stem": Key("auto", "str", "image models: imagenet (original first layers) | small (for 8-64 px inputs) | auto (small below 128 px)", choices=("auto", "imagenet", "small")),
     "model.pretrained": Key(False, "bool", "image models: start from torchvision's ImageNet weights (only if already in the local torch hub cache)"),
     "model.aux": Key(True, "bool", "googlenet: train with the two auxiliary classifiers (the lesson's three heads)"),
-    "model.init": Key("default", "str", "weight init: default (PyTorch's) | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal | zeros",
+    "model.init": Key("default", "str", "weight init: default (PyTorch's / torchvision's own) | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal | zeros",
                       choices=("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros")),
     # --- data
     "data.name": Key("digits", "str", "dataset from `dlsem datasets`"),

@@ -137,6 +137,8 @@ def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=
         run_dir = Path(resume).resolve().parent
         ckpt.remove_stale_temps(run_dir)
     setup = build(cfg, saved and saved["data_stats"], saved and saved["data_info"])
+    if cfg["train.batch_size"] == 1 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in setup.model.modules()):
+        raise ConfigError("batch norm needs batches of 2 or more samples; use a larger train.batch_size or turn batch norm off")
     train_loader = setup.loader("train", train=True)
     val_loader = setup.loader("val")
     opt = build_optimizer(cfg, setup.model)

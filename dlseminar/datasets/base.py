@@ -161,7 +161,8 @@ class TensorLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return (self.n + self.bs - 1) // self.bs
+        k = (self.n + self.bs - 1) // self.bs
+        return k - 1 if self.shuffle and self.bs > 1 and k > 1 and self.n % self.bs == 1 else k
 
     def __iter__(self):
         X, y = self.X, self.y
@@ -170,5 +171,13 @@ class TensorLoader:
             perm = torch.randperm(self.n, generator=g).to(X.device)
             X, y = X[perm], y[perm]
         t = self.transform
-        for i in range(0, self.n, self.bs):
-            yield (X[i:i + self.bs] if t is None else t(X[i:i + self.bs])), y[i:i + self.bs]
+        bs, n = self.bs, self.n
+        # In training, a last batch of a single sample is folded into the one before it:
+        # batch norm cannot normalise one value per channel (only when batches are > 1).
+        stops = list(range(bs, n, bs)) + [n]
+        if self.shuffle and bs > 1 and len(stops) > 1 and n - stops[-2] == 1:
+            stops.pop(-2)
+        start = 0
+        for stop in stops:
+            yield (X[start:stop] if t is None else t(X[start:stop])), y[start:stop]
+            start = stop
