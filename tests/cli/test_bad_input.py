@@ -64,6 +64,10 @@ CASES = [
     (["eval", "."], ["is a directory"]),
     (["train", "--resume", "random.pt"], ["not a readable dlseminar checkpoint"]),
     (["config", "show", "--set", "model.hiden=[3]"], ["did you mean 'model.hidden'"]),
+    (["train", "--set", "model.batch_norm=true", "--batch-size", "1"], ["batch norm needs batches of 2 or more"]),
+    (["train", "--data", "digits_images", "--model", "alexnet", "--set", "model.stem=imagenet"], ["needs inputs of at least"]),
+    (["models", "show", "cnn", "--input", "3by32"], ["--input must look like 3x32x32"]),
+    (["predict", "missing.pt", "x.png"], ["not found"]),
 ]
 
 

@@ -86,3 +86,13 @@ def test_csv_dataset_trains_and_evaluates(dlsem, tmp_path):
     assert s["task"] == "classification" and s["test"]["test/acc"] > 0.85
     e = dlsem("eval", "run/best.pt", "--json")
     assert json.loads(e.out) == s["test"]
+
+
+def test_models_show_gives_the_lessons_parameter_counts(dlsem):
+    r = dlsem("models", "show", "cnn", "--input", "1x8x8", "--set", "model.widths=[8,16]")
+    assert r.rc == 0, r
+    convs = [ln for ln in r.out.splitlines() if "Conv2d" in ln]
+    assert "80" in convs[0].split()[-2:][-1] or convs[0].rstrip(" │").endswith("80"), convs
+    assert "1,168" in convs[1], convs
+    listing = dlsem("models", "--input", "3x224x224", "--classes", "1000")
+    assert "11,689,512" in listing.out and "61,100,840" in listing.out  # resnet18, alexnet as torchvision

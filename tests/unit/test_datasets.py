@@ -247,9 +247,9 @@ def test_tensor_loader_batches_and_shuffle():
     big = TensorLoader(X, y, 100, shuffle=True)
     assert len(big) == 1
     ld = TensorLoader(X, y, 3, shuffle=True, seed=5)
-    assert len(ld) == 4
+    assert len(ld) == 3
     b0 = list(ld)
-    assert [len(b[0]) for b in b0] == [3, 3, 3, 1]
+    assert [len(b[0]) for b in b0] == [3, 3, 4]  # a trailing batch of one is folded in
     assert sorted(torch.cat([b[1] for b in b0]).tolist()) == list(range(10))
     for xb, yb in b0:
         assert torch.equal(xb[:, 0].long(), yb)  # x and y stay paired
@@ -447,3 +447,13 @@ def test_csv_not_utf8(tmp_path):
     p.write_bytes(b"x,y\n\xff\xfe,\x80\n")
     with pytest.raises(DataError, match="cannot read CSV"):
         build("data.name=csv", f"data.path={p}")
+
+
+def test_training_loader_folds_a_last_batch_of_one():
+    import torch
+    from dlseminar.datasets.base import TensorLoader
+
+    train = TensorLoader(torch.zeros(65, 2), torch.zeros(65), 32, shuffle=True)
+    assert [len(y) for _, y in train] == [32, 33] and len(train) == 2
+    evaluation = TensorLoader(torch.zeros(65, 2), torch.zeros(65), 32, shuffle=False)
+    assert [len(y) for _, y in evaluation] == [32, 32, 1] and len(evaluation) == 3
