@@ -93,8 +93,11 @@ def eval_(
     c = Console(highlight=False)
     c.print(f"{info['checkpoint']} on {info['dataset']} ({split}): "
             + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    if details:
-        header, rows = details
+    tables = [details] if details else []
+    confusion = getattr(info.get("task"), "confusion_table", None)
+    if confusion is not None and len(info["task"].info.class_names) <= 20:
+        tables.append(confusion(info["metrics"]))
+    for header, rows in tables:
         t = Table(*header)
         for r in rows:
             t.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r])

@@ -211,7 +211,8 @@ def evaluate(path: str, split: str = "test", sets=(), named=None):
         raise ConfigError(f"the checkpoint's model has {saved['num_outputs']} outputs; this task needs {setup.task.num_outputs}")
     metrics = evaluate_loader(setup.model, setup.task, setup.loader(split), setup.device)
     result = {f"{split}/{k}": v for k, v in metrics.compute().items()}
-    return result, setup.task.details(metrics), {"checkpoint": str(path), "split": split, "dataset": setup.cfg["data.name"]}
+    return result, setup.task.details(metrics), {"checkpoint": str(path), "split": split, "dataset": setup.cfg["data.name"],
+                                                 "task": setup.task, "metrics": metrics}
 
 
 def load_for_inference(path: str, sets=(), named=None) -> tuple[dict, Setup]:

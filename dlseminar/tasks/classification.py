@@ -89,6 +89,12 @@ class Classification(Task):
     def predict(self, model, x):
         return self.probs(model(x))
 
+    def confusion_table(self, metrics):
+        """(header, rows) of the confusion matrix: rows true class, columns predicted."""
+        cm = metrics.matrix()
+        names = self.info.class_names or [str(i) for i in range(cm.shape[0])]
+        return ["true \\ predicted", *names], [[n, *[int(v) for v in cm[i]]] for i, n in enumerate(names)]
+
     def details(self, metrics):
         cm = metrics.matrix().double()
         names = self.info.class_names or [str(i) for i in range(cm.shape[0])]
