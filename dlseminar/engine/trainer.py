@@ -140,6 +140,8 @@ class Trainer:
         console = ConsoleLog(epochs, s.epoch, self.cfg["logging.every_epochs"], keys)
         old = self._install_signals()
         best_dirty = False
+        # the first periodic write comes min_interval_s after the start (end and interrupt writes are forced)
+        self._last_write = time.perf_counter()
         try:
             for epoch in range(s.epoch + 1, epochs + 1):
                 t0 = time.perf_counter()
