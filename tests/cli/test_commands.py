@@ -96,3 +96,21 @@ def test_models_show_gives_the_lessons_parameter_counts(dlsem):
     assert "1,168" in convs[1], convs
     listing = dlsem("models", "--input", "3x224x224", "--classes", "1000")
     assert "11,689,512" in listing.out and "61,100,840" in listing.out  # resnet18, alexnet as torchvision
+
+
+def test_cnn_run_writes_image_plots_and_predict_shows_feature_maps(dlsem, tmp_path):
+    from PIL import Image
+
+    r = dlsem("train", "--data", "digits_images", "--model", "cnn", "--epochs", "1", "--out", "run")
+    assert r.rc == 0, r
+    for plot in ("curves.png", "confusion_matrix.png", "filters.png", "mistakes.png"):
+        assert (tmp_path / "run/plots" / plot).stat().st_size > 1000, plot
+    Image.new("L", (50, 70), 30).save(tmp_path / "digit.png")
+    p = dlsem("predict", "run/best.pt", "digit.png", "--top-k", "3", "--json", "--out", "pred", "--features")
+    assert p.rc == 0, p
+    result = json.loads(p.out)[0]
+    probs = [t["prob"] for t in result["top"]]
+    assert len(probs) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    maps = sorted(f.name for f in (tmp_path / "pred").glob("features_*.png"))
+    assert len(maps) == 2, maps  # the cnn's two conv layers
+    assert (tmp_path / "pred/0000_digit.png").exists()
