@@ -32,6 +32,8 @@ def train(
     patience: Optional[int] = typer.Option(None, "--patience", help="Early-stopping patience in epochs (0: off)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda|mps."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained",
+                                              help="Start from torchvision's ImageNet weights (local cache only)."),
     out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into an existing --out directory."),
@@ -43,7 +45,7 @@ def train(
 
     named = dict(model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                  loss=loss, dropout=dropout, weight_decay=weight_decay, patience=patience, device=device,
-                 seed=seed, out=out)
+                 seed=seed, out=out, pretrained=pretrained)
     if resume is not None and config is not None:
         raise ConfigError("--resume continues with the checkpoint's own config; do not pass a CONFIG file too")
     cfg = None if resume is not None else resolve(config, set_, named)

@@ -135,6 +135,7 @@ CLI_KEYS = {
     "batch_size": "train.batch_size", "lr": "optim.lr", "optimizer": "optim.name",
     "loss": "loss.name", "dropout": "model.dropout", "weight_decay": "optim.weight_decay",
     "patience": "early_stop.patience", "device": "device", "seed": "seed", "out": "out",
+    "pretrained": "model.pretrained",
 }
 
 
