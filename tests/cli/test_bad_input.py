@@ -68,6 +68,7 @@ CASES = [
     (["train", "--data", "digits_images", "--model", "alexnet", "--set", "model.stem=imagenet"], ["needs inputs of at least"]),
     (["models", "show", "cnn", "--input", "3by32"], ["--input must look like 3x32x32"]),
     (["predict", "missing.pt", "x.png"], ["not found"]),
+    (["train", "--data", "digits_images", "--model", "resnet18", "--pretrained"], ["not in the local cache"]),
 ]
 
 
