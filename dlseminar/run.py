@@ -175,7 +175,7 @@ def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=
         "restored_best": use_best, "seconds": round(seconds, 3),
     }
     explain = getattr(setup.model, "explain", None)
-    if explain is not None:
+    if explain is not None and not setup.data.per_batch and setup.data.info.in_shape[0] <= 32:  # small tables only
         summary.update(explain(setup.data.stats.get("mean"), setup.data.stats.get("std")))
     if cfg["logging.plots"]:
         summary["plots"] = make_plots(run_dir, setup, state.history, summary)
