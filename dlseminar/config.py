@@ -70,6 +70,10 @@ SCHEMA: dict[str, Key] = {
     "model.aux": Key(True, "bool", "googlenet: train with the two auxiliary classifiers (the lesson's three heads)"),
     "model.init": Key("default", "str", "weight init: default (PyTorch's / torchvision's own) | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal | zeros",
                       choices=("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros")),
+    "model.depth": Key(4, "int", "unet: number of 2x2 down/up-sampling levels (inputs are padded to a multiple of 2**depth)", _ge1),
+    "model.base_width": Key(16, "int", "unet: channels of the first level (doubled at each level down)", _ge1),
+    "model.upsample": Key("transpose", "str", "unet: transpose (learned transposed conv) | bilinear (+ 3x3 conv) | unpool (max-unpool with the encoder's pool indices)",
+                          choices=("transpose", "bilinear", "unpool")),
     # --- data
     "data.name": Key("digits", "str", "dataset from `dlsem datasets`"),
     "data.path": Key(None, "str?", "csv: the CSV file; folder: the root folder (one sub-folder per class)"),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..registry import MODELS, call_builder
-from . import alexnet, cnn, googlenet, mlp, perceptron, resnet, vgg  # noqa: F401  (registration side effects)
+from . import alexnet, cnn, googlenet, mlp, perceptron, resnet, unet, vgg  # noqa: F401  (registration side effects)
 
 
 def build_model(cfg, in_shape, num_outputs, output_kind):

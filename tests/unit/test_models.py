@@ -20,14 +20,16 @@ def model(*sets, in_shape=(2,), num_outputs=3, output_kind="scores"):
     return build_model(config.resolve(sets=list(sets)), in_shape, num_outputs, output_kind)
 
 
-def forward_backward(m, in_shape, num_outputs, batch=4):
+def forward_backward(m, in_shape, num_outputs, batch=4, dense=False):
+    """dense: a segmentation model, one score per output and pixel (B, num_outputs, H, W)."""
     torch.manual_seed(0)
+    size = tuple(in_shape[1:]) if dense else ()
     x = torch.randn(batch, *in_shape)
     m.train()
     out = m(x)
     heads = list(out) if isinstance(out, (tuple, list)) else [out]  # models with auxiliary heads
     for h in heads:
-        assert h.shape == (batch, num_outputs)
+        assert h.shape == (batch, num_outputs, *size)
         assert torch.isfinite(h).all()
     sum(h.square().mean() for h in heads).backward()
     grads = [p.grad for p in m.parameters() if p.requires_grad]
@@ -35,7 +37,7 @@ def forward_backward(m, in_shape, num_outputs, batch=4):
     assert any(g.abs().sum() > 0 for g in grads)
     m.eval()
     with torch.no_grad():
-        assert m(x[:2]).shape == (2, num_outputs)  # eval mode: the main output only
+        assert m(x[:2]).shape == (2, num_outputs, *size)  # eval mode: the main output only
     return heads[0]
 
 
@@ -54,7 +56,7 @@ def test_every_model_forward_backward(name, in_shape, kind, outputs):
         model(*sets, in_shape=other, num_outputs=outputs, output_kind=kind)
         return
     assert isinstance(m, nn.Module)
-    forward_backward(m, in_shape, outputs)
+    forward_backward(m, in_shape, outputs, dense=MODELS.get(name).meta.get("dense", False))
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
