@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ..registry import DATASETS, call_builder
 from . import folder, images, synthetic, tabular, vision  # noqa: F401
+from . import segmentation
 from .base import Data, DataInfo, Table, TensorLoader, split_table
 
 COMMON = ("name", "val_split", "test_split", "standardize")
@@ -29,6 +30,11 @@ def build_data(cfg, stats=None) -> Data:
             raise ConfigError(f"dataset {entry.name!r} is for classification (task: {cfg['task']})")
         out = images.split_images(out, entry.name, cfg["data.val_split"], cfg["data.test_split"],
                                   cfg["data.standardize"], cfg["seed"], stats)
+    elif isinstance(out, segmentation.SegImages):
+        if cfg["task"] not in ("auto", "segmentation"):
+            raise ConfigError(f"dataset {entry.name!r} is for segmentation (task: {cfg['task']})")
+        out = segmentation.split_seg(out, entry.name, cfg["data.val_split"], cfg["data.test_split"],
+                                     cfg["data.standardize"], cfg["seed"], stats)
     return out
 
 

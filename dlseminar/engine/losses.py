@@ -5,9 +5,11 @@ turns its raw outputs and labels into that form (see Task.prepare):
   index_logprobs  log-probabilities (B, C) and class indices (B,)
   target_logits   scores and float targets of the same shape (sigmoid applied inside the loss)
   target_values   predictions (probabilities for classes, values for regression) and float targets
+  pixel_logits    scores (B, C, H, W) and class-index masks (B, H, W) where 255 = ignore (segmentation only)
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from ..registry import LOSSES
@@ -47,3 +49,29 @@ def mae():
 def huber(huber_delta=1.0):
     """Huber loss: quadratic below loss.huber_delta, linear above (robust to outliers)."""
     return lambda p, t: F.huber_loss(p, t, delta=huber_delta)
+
+
+IGNORE = 255  # mask value that counts in neither the loss nor the metrics
+
+
+def soft_dice(z: torch.Tensor, y: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - mean over classes of 2|P.T| / (|P| + |T|), P = softmax(z) per pixel, T = one-hot(y); 255 ignored."""
+    c = z.shape[1]
+    valid = (y != IGNORE).unsqueeze(1)  # (B, 1, H, W)
+    p = F.softmax(z, 1) * valid  # (B, C, H, W)
+    t = F.one_hot(y.masked_fill(y == IGNORE, 0), c).permute(0, 3, 1, 2) * valid  # (B, C, H, W)
+    inter = (p * t).sum((0, 2, 3))
+    denom = p.sum((0, 2, 3)) + t.sum((0, 2, 3))
+    return 1 - ((2 * inter + eps) / (denom + eps)).mean()
+
+
+@LOSSES.register("dice", wants="pixel_logits")
+def dice():
+    """Soft Dice loss 1 - mean_c 2|P.T|/(|P|+|T|) over the batch's pixels (segmentation)."""
+    return soft_dice
+
+
+@LOSSES.register("ce_dice", wants="pixel_logits")
+def ce_dice(label_smoothing=0.0):
+    """Pixel-wise cross-entropy plus soft Dice (segmentation; 255 = ignore in both)."""
+    return lambda z, y: F.cross_entropy(z, y, ignore_index=IGNORE, label_smoothing=label_smoothing) + soft_dice(z, y)

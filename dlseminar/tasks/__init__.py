@@ -1,6 +1,6 @@
-"""Tasks: importing this package registers classification and regression in TASKS."""
+"""Tasks: importing this package registers classification, regression and segmentation in TASKS."""
 from ..registry import TASKS
-from . import classification, regression  # noqa: F401
+from . import classification, regression, segmentation  # noqa: F401
 from .base import Task
 
 

@@ -77,9 +77,12 @@ def test_builds_with_consistent_info(name):
         if info.kind == "classification":
             assert y.dtype == torch.int64 and y.ndim == 1
             assert 0 <= int(y.min()) and int(y.max()) < info.num_classes
+        elif info.kind == "segmentation":  # one class per pixel: masks (N, H, W)
+            assert y.dtype == torch.int64 and y.shape == (len(X), *info.in_shape[1:])
+            assert 0 <= int(y.min()) and int(y.max()) < info.num_classes
         else:
             assert y.dtype == torch.float32 and y.shape == (len(X), 1)
-    if info.kind == "classification":
+    if info.kind in ("classification", "segmentation"):
         assert info.num_classes == len(info.class_names) >= 2
     else:
         assert info.num_classes == 0 and info.class_names == []

@@ -88,7 +88,7 @@ def test_expected_components_registered():
             "breast_cancer", "diabetes", "csv"} <= set(DATASETS.names())
     assert set(LOSSES.names()) >= {"ce", "nll", "bce", "mse", "mae", "huber"}
     assert set(OPTIMIZERS.names()) >= {"sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad"}
-    assert set(TASKS.names()) == {"classification", "regression"}
+    assert set(TASKS.names()) == {"classification", "regression", "segmentation"}
     assert set(SCHEDULES.names()) >= {"none", "step", "cosine", "plateau", "onecycle"}
 
 
@@ -100,7 +100,7 @@ def test_every_entry_has_a_one_line_doc(kind, name):
 
 
 def test_every_loss_declares_a_known_form():
-    forms = {"index_logits", "index_logprobs", "target_logits", "target_values"}
+    forms = {"index_logits", "index_logprobs", "target_logits", "target_values", "pixel_logits"}
     for e in LOSSES.entries():
         assert e.meta.get("wants") in forms, e.name
 

@@ -1,0 +1,104 @@
+"""Semantic-segmentation data kept in memory: images (N, C, H, W) uint8 and class masks (N, H, W) int64.
+
+`shapes_seg` draws several shapes per image (the `shapes` classes, reusing images.draw_shape)
+onto the image and, with the class index as the fill, onto the mask: class 0 is the
+background, 1..num_classes the shapes; a later shape hides an earlier one in both. Masks may
+hold 255 (= ignore) in datasets that mark unlabelled pixels; it is never a class.
+
+Images are split by seed (not stratified: there is no one label per image), per-channel
+mean/std are fitted on the training split, and each batch is normalised on the device.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+from ..registry import DATASETS
+from .base import Data, DataInfo, split_indices
+from .images import SHAPES, channel_stats, draw_shape
+
+IGNORE = 255  # mask value excluded from the loss and the metrics
+
+
+@dataclass
+class SegImages:
+    """A whole segmentation dataset: X (N, C, H, W) uint8, masks (N, H, W) int64 class indices (255: ignore)."""
+
+    X: torch.Tensor
+    masks: torch.Tensor
+    class_names: list[str]  # 'background' first
+    scale: float = 255.0
+
+
+def split_seg(seg: SegImages, name: str, val_split: float, test_split: float, standardize: bool, seed: int,
+              stats: dict | None = None) -> Data:
+    """Random split by seed; train-only per-channel stats; Data with splits {split: (X, masks)}."""
+    n = len(seg.X)
+    if n < 5:
+        raise DataError(f"dataset {name!r} has only {n} images; at least 5 are needed to split")
+    if (1 - val_split - test_split) <= 0:
+        raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
+    parts = split_indices(np.arange(n), "segmentation", val_split, test_split, seed)
+    splits = {s: (seg.X[torch.as_tensor(ix)], seg.masks[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
+    in_shape = tuple(seg.X.shape[1:])
+    if stats:
+        if tuple(stats["mean"].shape) != (in_shape[0], 1, 1):
+            raise DataError(f"dataset {name!r} has {in_shape[0]} channels but the checkpoint was trained on {stats['mean'].shape[0]}")
+    elif standardize:
+        stats = channel_stats(splits["train"][0], seg.scale)
+    else:
+        stats = {"scale": torch.tensor(float(seg.scale))}
+    info = DataInfo(name=name, kind="segmentation", in_shape=in_shape, num_classes=len(seg.class_names),
+                    class_names=list(seg.class_names))
+    return Data(info=info, splits=splits, stats=dict(stats), per_batch=True)
+
+
+def render_scene(rng: np.random.RandomState, kinds: list[int], size: int, channels: int, noise: float):
+    """One image (size, size, channels) uint8 and its mask (size, size) uint8 with shapes kinds (0-based)."""
+    from PIL import Image, ImageDraw
+
+    bg = tuple(int(v) for v in rng.randint(0, 256, 3))
+    im = Image.new("RGB", (size, size), bg)
+    mask = Image.new("L", (size, size), 0)
+    draw, mdraw = ImageDraw.Draw(im), ImageDraw.Draw(mask)
+    for k in kinds:
+        fg = tuple(int(v) for v in rng.randint(0, 256, 3))
+        while sum(abs(a - b) for a, b in zip(fg, bg)) < 150:  # keep every shape visible on its background
+            fg = tuple(int(v) for v in rng.randint(0, 256, 3))
+        r = size * rng.uniform(0.1, 0.2)
+        cx, cy = rng.uniform(r + 1, size - r - 1, 2)
+        rot = rng.uniform(0, 2 * math.pi)
+        draw_shape(draw, SHAPES[k], cx, cy, r, rot, fg)
+        draw_shape(mdraw, SHAPES[k], cx, cy, r, rot, int(k) + 1)  # the same geometry, the class as the fill
+    a = np.asarray(im, dtype=np.float32)
+    a = np.clip(a + rng.normal(0, noise * 255, a.shape), 0, 255).astype(np.uint8)
+    if channels == 1:
+        a = a.mean(2, keepdims=True).astype(np.uint8)
+    return a, np.asarray(mask, dtype=np.uint8)
+
+
+@DATASETS.register("shapes_seg", kind="segmentation")
+def shapes_seg(seed, n_samples=500, noise=None, image_size=None, num_classes=4, channels=3, max_shapes=4):
+    """Generated scenes of 1-4 shapes each and their class masks (background + data.num_classes shapes)."""
+    size = image_size or 64
+    if not 1 <= num_classes <= len(SHAPES):
+        raise ConfigError(f"data.num_classes for shapes_seg must be between 1 and {len(SHAPES)} (got {num_classes})")
+    if size < 16:
+        raise ConfigError(f"data.image_size for shapes_seg must be >= 16 (got {size})")
+    if channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
+    rng = np.random.RandomState(seed)
+    nz = 0.05 if noise is None else noise
+    X, M = [], []
+    for _ in range(n_samples):
+        kinds = list(rng.randint(0, num_classes, rng.randint(1, max_shapes + 1)))
+        a, m = render_scene(rng, kinds, size, channels, nz)
+        X.append(a)
+        M.append(m)
+    X_t = torch.from_numpy(np.stack(X)).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+    masks = torch.from_numpy(np.stack(M).astype(np.int64))  # (N, H, W)
+    return SegImages(X_t, masks, ["background", *SHAPES[:num_classes]])

@@ -1,0 +1,89 @@
+"""Semantic segmentation: one class per pixel; metrics from one confusion matrix over the whole split.
+
+Labels are (B, H, W) class-index masks; 255 marks pixels to ignore (in the loss and the metrics).
+The model returns scores (B, C, H, W). Pixel accuracy, per-class IoU = TP / (TP + FP + FN),
+mIoU and Dice = 2 TP / (2 TP + FP + FN) all come from the (C, C) confusion matrix accumulated
+over every pixel of the split, not averaged per batch. A class with no pixel in either the
+truth or the prediction has no IoU (NaN) and is left out of the means.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..engine.losses import IGNORE
+from ..registry import TASKS
+from .base import Task
+
+
+class SegMetrics:
+    """Loss sum and a (C, C) pixel confusion matrix on the device; one sync in compute()."""
+
+    def __init__(self, num_classes: int, device):
+        self.k = num_classes
+        self.cm = torch.zeros(self.k * self.k, dtype=torch.int64, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.n = 0
+
+    def update(self, out, y, loss=None) -> None:
+        """out: scores (B, C, H, W); y: masks (B, H, W) with 255 = ignore."""
+        pred = out.argmax(1)  # (B, H, W)
+        valid = y != IGNORE
+        self.cm += torch.bincount(y[valid] * self.k + pred[valid], minlength=self.k * self.k)
+        if loss is not None:
+            self.loss_sum += loss.detach().double() * len(y)
+        self.n += len(y)
+
+    def matrix(self) -> torch.Tensor:
+        """(true, predicted) pixel counts."""
+        return self.cm.view(self.k, self.k).cpu()
+
+    def per_class(self) -> dict[str, torch.Tensor]:
+        cm = self.matrix().double()
+        tp, gt, pr = cm.diag(), cm.sum(1), cm.sum(0)
+        union = gt + pr - tp
+        nan = torch.full_like(tp, float("nan"))
+        return {"iou": torch.where(union > 0, tp / union.clamp(min=1), nan),
+                "dice": torch.where(gt + pr > 0, 2 * tp / (gt + pr).clamp(min=1), nan),
+                "pixels": gt}
+
+    def compute(self) -> dict[str, float]:
+        cm = self.matrix().double()
+        pc = self.per_class()
+        return {"loss": float(self.loss_sum) / max(self.n, 1), "acc": float(cm.trace() / cm.sum().clamp(min=1)),
+                "miou": float(pc["iou"].nanmean()), "dice": float(pc["dice"].nanmean())}
+
+
+@TASKS.register("segmentation")
+class Segmentation(Task):
+    """Predict a class for every pixel; monitor val/miou."""
+
+    kind = "segmentation"
+    output_kind = "scores"
+    default_loss = "ce"
+    monitor, mode = "val/miou", "max"
+    supported = ("index_logits", "index_logprobs", "pixel_logits")
+
+    def outputs_for(self, wants: str) -> int:
+        return self.info.num_classes
+
+    def prepare(self, out, y):
+        if self.wants == "pixel_logits":
+            return out, y
+        # F.cross_entropy / nll_loss take (B, C, H, W) and (B, H, W) as they are; their default
+        # ignore_index is -100, so the masks' 255 is mapped to it
+        y = y.masked_fill(y == IGNORE, -100)
+        return (out if self.wants == "index_logits" else F.log_softmax(out, 1)), y
+
+    def new_metrics(self, device):
+        return SegMetrics(self.info.num_classes, device)
+
+    def predict(self, model, x):
+        """Class probabilities per pixel (B, C, H, W)."""
+        return F.softmax(model(x), 1)
+
+    def details(self, metrics):
+        pc = metrics.per_class()
+        names = self.info.class_names or [str(i) for i in range(metrics.k)]
+        rows = [[n, int(pc["pixels"][i]), float(pc["iou"][i]), float(pc["dice"][i])] for i, n in enumerate(names)]
+        return ["class", "pixels", "iou", "dice"], rows
