@@ -22,6 +22,7 @@ test: $(STAMP)  ## run the test suite (what CI runs)
 
 bench: $(STAMP)  ## engine overhead: Trainer vs a hand-written PyTorch loop
 	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/image_throughput.py
 
 lessons: $(LESSONS)  ## run every lesson recipe in configs/
 
