@@ -44,6 +44,17 @@ def channel_stats(X: torch.Tensor, scale: float) -> dict[str, torch.Tensor]:
     return {"mean": mean.view(c, 1, 1), "std": std.view(c, 1, 1), "scale": torch.tensor(float(scale))}
 
 
+def fit_stats(name: str, in_shape, train_X: torch.Tensor, scale: float, standardize: bool, stats: dict | None) -> dict:
+    """A checkpoint's per-channel stats (checked against the data), or new ones from the training split."""
+    if stats:
+        if tuple(stats["mean"].shape) != (in_shape[0], 1, 1):
+            raise DataError(f"dataset {name!r} has {in_shape[0]} channels but the checkpoint was trained on {stats['mean'].shape[0]}")
+        return stats
+    if standardize:
+        return channel_stats(train_X, scale)
+    return {"scale": torch.tensor(float(scale))}
+
+
 def split_images(img: Images, name: str, val_split: float, test_split: float, standardize: bool, seed: int,
                  stats: dict | None = None) -> Data:
     """Stratified split by seed (val/test carved from X; an official test set replaces the test cut)."""
@@ -57,13 +68,7 @@ def split_images(img: Images, name: str, val_split: float, test_split: float, st
     if img.test is not None:
         splits["test"] = img.test
     in_shape = tuple(img.X.shape[1:])
-    if stats:
-        if tuple(stats["mean"].shape) != (in_shape[0], 1, 1):
-            raise DataError(f"dataset {name!r} has {in_shape[0]} channels but the checkpoint was trained on {stats['mean'].shape[0]}")
-    elif standardize:
-        stats = channel_stats(splits["train"][0], img.scale)
-    else:
-        stats = {"scale": torch.tensor(float(img.scale))}
+    stats = fit_stats(name, in_shape, splits["train"][0], img.scale, standardize, stats)
     info = DataInfo(name=name, kind="classification", in_shape=in_shape, num_classes=len(img.class_names),
                     class_names=list(img.class_names))
     return Data(info=info, splits=splits, stats=dict(stats), per_batch=True)

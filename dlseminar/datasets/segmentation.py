@@ -19,7 +19,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .base import Data, DataInfo, split_indices
-from .images import SHAPES, channel_stats, draw_shape
+from .images import SHAPES, draw_shape, fit_stats
 
 IGNORE = 255  # mask value excluded from the loss and the metrics
 
@@ -45,13 +45,7 @@ def split_seg(seg: SegImages, name: str, val_split: float, test_split: float, st
     parts = split_indices(np.arange(n), "segmentation", val_split, test_split, seed)
     splits = {s: (seg.X[torch.as_tensor(ix)], seg.masks[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
     in_shape = tuple(seg.X.shape[1:])
-    if stats:
-        if tuple(stats["mean"].shape) != (in_shape[0], 1, 1):
-            raise DataError(f"dataset {name!r} has {in_shape[0]} channels but the checkpoint was trained on {stats['mean'].shape[0]}")
-    elif standardize:
-        stats = channel_stats(splits["train"][0], seg.scale)
-    else:
-        stats = {"scale": torch.tensor(float(seg.scale))}
+    stats = fit_stats(name, in_shape, splits["train"][0], seg.scale, standardize, stats)
     info = DataInfo(name=name, kind="segmentation", in_shape=in_shape, num_classes=len(seg.class_names),
                     class_names=list(seg.class_names))
     return Data(info=info, splits=splits, stats=dict(stats), per_batch=True)
