@@ -127,6 +127,7 @@ SCHEMA: dict[str, Key] = {
     "early_stop.restore_best": Key(True, "bool", "end the run with the best epoch's weights"),
     # --- checkpoints and logs
     "checkpoint.min_interval_s": Key(2.0, "float", "write last.pt/best.pt at epoch ends at most this often (always at the end or on interrupt)", _ge0),
+    "checkpoint.max_overhead": Key(0.02, "float", "also space epoch-end writes so that writing takes at most this share of the run's time (0: no limit)", _frac),
     "logging.every_epochs": Key(0, "int", "print a line every N epochs when not on a terminal (0: about 25 lines a run)", _ge0),
     "logging.plots": Key(True, "bool", "write plots/*.png at the end of the run"),
 }

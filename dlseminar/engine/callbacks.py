@@ -45,13 +45,17 @@ class EarlyStopping:
                     f"(best {self.best:.4g} at epoch {self.best_epoch})")
         return None
 
-    def state_dict(self) -> dict:
+    def state_dict(self, best_is_current: bool = False) -> dict:
+        """best_is_current: the checkpoint's own model weights are the best ones; store a flag, not a copy."""
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "best_state": self.best_state}
+                "best_is_current": best_is_current, "best_state": None if best_is_current else self.best_state}
 
-    def load_state_dict(self, d: dict) -> None:
+    def load_state_dict(self, d: dict, current: dict | None = None) -> None:
         self.best, self.best_epoch, self.bad_epochs = d["best"], d["best_epoch"], d["bad_epochs"]
-        self.best_state = d["best_state"]
+        if d.get("best_is_current"):
+            self.best_state = {k: t.detach().clone() for k, t in current.items()}
+        else:
+            self.best_state = d["best_state"]
 
 
 class MetricsCSV:

@@ -50,6 +50,7 @@ class Trainer:
         self.state = FitState()
         self._signal: int | None = None
         self._last_write = -math.inf
+        self._write_seconds = 0.0  # how long the last checkpoint write took (spaces the next one)
 
     # ------------------------------------------------------------------ steps
     def penalty(self) -> torch.Tensor | float:
@@ -103,16 +104,38 @@ class Trainer:
             row = next((r for r in self.state.history if r["epoch"] == self.es.best_epoch), {})
             return {**base, "model": self.es.best_state, "epoch": self.es.best_epoch, "metrics": row}
         s = self.state
+        # The best weights go into last.pt only when they are not the weights it already holds:
+        # at an epoch end that improved (the usual case) that would be a second copy of the model.
+        best_is_current = s.batch_in_epoch == 0 and self.es.best_epoch == s.epoch
         return {**base, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "early_stopping": self.es.state_dict(),
+                "scheduler": self.sched.state_dict(), "early_stopping": self.es.state_dict(best_is_current),
                 "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
                 "partial_loss": list(s.partial_loss), "history": s.history, "stop_reason": s.stop_reason,
                 "rng": ckpt.rng_state(), "metrics": s.history[-1] if s.history else {}}
 
+    def write_interval(self) -> float:
+        """Seconds between periodic writes: checkpoint.min_interval_s, and long enough that writing
+        (a large model's last.pt holds weights and optimizer moments: hundreds of MB, fsync'ed)
+        takes at most checkpoint.max_overhead of the run's time."""
+        share = self.cfg["checkpoint.max_overhead"]
+        if not share:
+            return self.cfg["checkpoint.min_interval_s"]
+        seconds = self._write_seconds
+        if not seconds:  # nothing written yet: assume 0.5 GB/s (serialise + write + fsync measured ~1 GB/s here)
+            seconds = self.state_bytes() / 0.5e9
+        return max(self.cfg["checkpoint.min_interval_s"], seconds / share)
+
+    def state_bytes(self) -> int:
+        """Bytes of tensor data a last.pt write carries (weights, optimizer moments)."""
+        tensors = list(self.model.state_dict().values())
+        for st in self.opt.state_dict()["state"].values():
+            tensors += [v for v in st.values() if isinstance(v, torch.Tensor)]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def save(self, force: bool = False, best_dirty: bool = False) -> bool:
-        """Write last.pt (and best.pt when it changed), at most every checkpoint.min_interval_s."""
+        """Write last.pt (and best.pt when it changed), at most every write_interval() seconds."""
         now = time.perf_counter()
-        if not force and now - self._last_write < self.cfg["checkpoint.min_interval_s"]:
+        if not force and now - self._last_write < self.write_interval():
             return False
         if not _finite(self.model):
             return False  # never put non-finite weights on disk; the previous last.pt stays
@@ -120,6 +143,7 @@ class Trainer:
             ckpt.save(self.checkpoint(best=True), self.run_dir / "best.pt")
         ckpt.save(self.checkpoint(), self.run_dir / "last.pt")
         self._last_write = time.perf_counter()
+        self._write_seconds = self._last_write - now
         return True
 
     def restore(self, d: dict) -> None:
@@ -127,7 +151,7 @@ class Trainer:
         self.model.load_state_dict(d["model"])
         self.opt.load_state_dict(d["optimizer"])
         self.sched.load_state_dict(d["scheduler"])
-        self.es.load_state_dict(d["early_stopping"])
+        self.es.load_state_dict(d["early_stopping"], current=d["model"])
         self.state = FitState(epoch=d["epoch"], step=d["step"], batch_in_epoch=d.get("batch_in_epoch", 0),
                               partial_loss=list(d.get("partial_loss", [0.0, 0])), history=list(d["history"]))
         ckpt.set_rng_state(d["rng"])
