@@ -86,6 +86,7 @@ SCHEMA: dict[str, Key] = {
     "data.channels": Key(3, "int", "shapes, folder: 1 (grayscale) or 3 (RGB)", _ge1),
     "data.root": Key("data", "str", "folder where downloadable datasets are read from (and downloaded to)"),
     "data.download": Key(False, "bool", "mnist/cifar...: download into data.root when missing (needs the network)"),
+    "data.augment": Key([], "strs", "image datasets: random training augmentation, any of hflip, vflip, crop (masks follow the image)"),
     "data.skip_bad": Key(False, "bool", "folder: skip unreadable images with a counted warning instead of stopping"),
     "data.val_split": Key(0.2, "float", "fraction of samples held out for validation", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
     "data.test_split": Key(0.2, "float", "fraction of samples held out for the test", _frac),
@@ -98,6 +99,8 @@ SCHEMA: dict[str, Key] = {
     # --- loss
     "loss.name": Key("auto", "str", "ce | bce | mse | mae | huber | nll | auto (ce for classification, mse for regression)"),
     "loss.label_smoothing": Key(0.0, "float", "ce: label smoothing", _frac),
+    "loss.class_weights": Key([], "floats", "ce, nll, ce_dice: one weight per class (e.g. rare classes up), empty: all 1",
+                              lambda v: None if all(w >= 0 for w in v) else "weights must be >= 0"),
     "loss.huber_delta": Key(1.0, "float", "huber: where the loss turns from quadratic to linear", _gt0),
     "loss.aux_weight": Key(0.3, "float", "weight of auxiliary-head losses (googlenet) added during training", _ge0),
     "loss.l1": Key(0.0, "float", "lambda of the L1 penalty lambda*sum|W| added to the loss (biases excluded)", _ge0),

@@ -65,10 +65,9 @@ class Setup:
     def loader(self, split: str, train: bool = False) -> TensorLoader:
         if split not in self.data.splits:
             raise ConfigError(f"this run has no {split} split (data.{split}_split is 0)")
-        X, y = self.data.splits[split]
         bs = self.cfg["train.batch_size"] if train else self.cfg["train.eval_batch_size"]
-        return TensorLoader(X.to(self.device), y.to(self.device), bs, shuffle=train, seed=self.cfg["seed"],
-                            transform=self.data.transform(self.device))
+        return self.data.loader(split, bs, shuffle=train, seed=self.cfg["seed"], device=self.device,
+                                augment=self.cfg["data.augment"] if train else ())
 
 
 def build(cfg: Config, stats=None, info=None) -> Setup:
@@ -77,6 +76,9 @@ def build(cfg: Config, stats=None, info=None) -> Setup:
     device = pick_device(cfg["device"])
     seed_all(cfg["seed"])
     data = build_data(cfg, stats)
+    from .datasets.augment import check as check_augment
+
+    check_augment(cfg["data.augment"], data.info.kind, data.per_batch)
     if info is not None:
         _check_compatible(info, data.info)
     task = build_task(cfg, data.info)

@@ -45,6 +45,18 @@ class Data:
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # standardisation: mean, std (, scale)
     per_batch: bool = False  # images: X stays raw (uint8) and each batch is normalised on the device
 
+    def loader(self, split: str, batch_size, shuffle: bool, seed: int, device, augment: list[str] = ()):
+        """Batches of one split. Datasets whose samples are not two stacked tensors override this."""
+        X, y = self.splits[split]
+        aug = None
+        if augment:
+            from .augment import Augment
+
+            with_mask = self.info.kind == "segmentation"
+            aug = Augment(list(augment), tuple(X.shape[-2:]), with_mask, seed)
+        return TensorLoader(X.to(device), y.to(device), batch_size, shuffle=shuffle, seed=seed,
+                            transform=self.transform(device), augment=aug)
+
     def transform(self, device):
         """The per-batch input transform (None when X is already standardised)."""
         if not self.per_batch:
@@ -151,8 +163,10 @@ class TensorLoader:
     after a resume. `batch_size="full"` yields the whole split once (batch gradient descent).
     """
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size, shuffle: bool, seed: int = 0, transform=None):
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size, shuffle: bool, seed: int = 0, transform=None,
+                 augment=None):
         self.X, self.y, self.shuffle, self.seed, self.transform = X, y, shuffle, seed, transform
+        self.augment = augment  # (x, y, epoch, batch) -> (x, y), on raw batches before `transform`
         self.n = len(X)
         self.bs = self.n if batch_size == "full" else min(int(batch_size), self.n)
         self.epoch = 0
@@ -178,6 +192,9 @@ class TensorLoader:
         if self.shuffle and bs > 1 and len(stops) > 1 and n - stops[-2] == 1:
             stops.pop(-2)
         start = 0
-        for stop in stops:
-            yield (X[start:stop] if t is None else t(X[start:stop])), y[start:stop]
+        for i, stop in enumerate(stops):
+            xb, yb = X[start:stop], y[start:stop]
+            if self.augment is not None:
+                xb, yb = self.augment(xb, yb, self.epoch, i)
+            yield (xb if t is None else t(xb)), yb
             start = stop

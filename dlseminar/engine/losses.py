@@ -15,16 +15,31 @@ import torch.nn.functional as F
 from ..registry import LOSSES
 
 
+class _Weights:
+    """loss.class_weights as a tensor on the device of the scores (None when not set)."""
+
+    def __init__(self, values):
+        self.cpu = torch.tensor(values, dtype=torch.float32) if values else None
+        self.on = self.cpu
+
+    def __call__(self, z: torch.Tensor):
+        if self.on is not None and self.on.device != z.device:
+            self.on = self.cpu.to(z.device)
+        return self.on
+
+
 @LOSSES.register("ce", wants="index_logits")
-def ce(label_smoothing=0.0):
-    """Cross-entropy H = -sum y log softmax(z), optional label smoothing."""
-    return lambda z, y: F.cross_entropy(z, y, label_smoothing=label_smoothing)
+def ce(label_smoothing=0.0, class_weights=()):
+    """Cross-entropy H = -sum y log softmax(z), optional label smoothing and class weights."""
+    w = _Weights(class_weights)
+    return lambda z, y: F.cross_entropy(z, y, weight=w(z), label_smoothing=label_smoothing)
 
 
 @LOSSES.register("nll", wants="index_logprobs")
-def nll():
-    """Negative log-likelihood of the true class under log-softmax outputs."""
-    return F.nll_loss
+def nll(class_weights=()):
+    """Negative log-likelihood of the true class under log-softmax outputs (optional class weights)."""
+    w = _Weights(class_weights)
+    return lambda z, y: F.nll_loss(z, y, weight=w(z))
 
 
 @LOSSES.register("bce", wants="target_logits")
@@ -72,6 +87,8 @@ def dice():
 
 
 @LOSSES.register("ce_dice", wants="pixel_logits")
-def ce_dice(label_smoothing=0.0):
-    """Pixel-wise cross-entropy plus soft Dice (segmentation; 255 = ignore in both)."""
-    return lambda z, y: F.cross_entropy(z, y, ignore_index=IGNORE, label_smoothing=label_smoothing) + soft_dice(z, y)
+def ce_dice(label_smoothing=0.0, class_weights=()):
+    """Pixel-wise cross-entropy (optional class weights) plus soft Dice (segmentation; 255 = ignore in both)."""
+    w = _Weights(class_weights)
+    return lambda z, y: (F.cross_entropy(z, y, weight=w(z), ignore_index=IGNORE, label_smoothing=label_smoothing)
+                         + soft_dice(z, y))

@@ -27,6 +27,10 @@ class Task:
             raise ConfigError(f"loss {self.loss_name!r} does not fit a {self.kind} task; "
                               f"choose from: {', '.join(self.losses())}")
         self.loss_fn = call_builder(entry, cfg, "loss", common=("name", "l1", "l2", "aux_weight"))
+        weights = cfg["loss.class_weights"]
+        if weights and len(weights) != info.num_classes:
+            names = f" ({', '.join(info.class_names)})" if info.class_names else ""
+            raise ConfigError(f"loss.class_weights has {len(weights)} values but the data has {info.num_classes} classes{names}")
         self.aux_weight = cfg["loss.aux_weight"]
         self.num_outputs = self.outputs_for(self.wants)
 
