@@ -108,40 +108,35 @@ def eval_(
 
 @app.command()
 def predict(
-    ckpt: Path = typer.Argument(..., help="A checkpoint of an image classifier."),
+    ckpt: Path = typer.Argument(..., help="A checkpoint of an image classifier or a segmentation model."),
     images: List[Path] = typer.Argument(..., help="Image files or folders (any size and mode)."),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="How many classes to show per image."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="How many classes to show per image (classifiers)."),
     json_: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write an annotated image per input here."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here an annotated image per input (classifiers) "
+                                       "or <stem>_mask.png and <stem>_overlay.png (segmentation)."),
     features: bool = typer.Option(False, "--features", help="With --out: feature maps of a few conv layers for the first image."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
 ):
-    """Class probabilities (the lesson's softmax table) for image files."""
+    """Class probabilities (the lesson's softmax table) for image files, or class masks from a segmentation model."""
     from . import run
 
-    results, X, setup = run.predict_images(str(ckpt), [str(i) for i in images], top_k, set_)
-    if out is not None:
+    results, X, setup = run.predict_images(str(ckpt), [str(i) for i in images], top_k, set_, out=out)
+    if out is not None and features:
         from . import plots
 
-        out.mkdir(parents=True, exist_ok=True)
-        scale = float(setup.data.stats.get("scale", 255.0))
-        for i, r in enumerate(results):
-            name = f"{i:04d}_{Path(r['image']).stem}.png"
-            plots.annotated(out / name, X[i], r, scale)
-            r["annotated"] = str(out / name)
-        if features:
-            x0 = setup.data.transform(setup.device)(X[:1].to(setup.device))
-            for f in plots.feature_maps(out, setup.model, x0):
-                print(f"feature maps: {out / f}", file=sys.stderr)
+        x0 = setup.data.transform(setup.device)(X[0][None].to(setup.device))
+        for f in plots.feature_maps(out, setup.model, x0):
+            print(f"feature maps: {out / f}", file=sys.stderr)
     if json_:
         print(json.dumps(results))
         return
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("image", *[f"#{i + 1}" for i in range(len(results[0]["top"]))])
-    for r in results:
-        t.add_row(r["image"], *[f"{x['class']} {x['prob']:.2f}" for x in r["top"]])
+    header, rows = setup.task.prediction_table(results)
+    t = Table(*header)
+    for r in rows:
+        t.add_row(*r)
     Console().print(t)
 
 

@@ -203,3 +203,72 @@ def feature_maps(folder: Path, model, x: torch.Tensor, max_layers: int = 4, max_
         plt.close(fig)
         written.append(name)
     return written
+
+
+IGNORE_RGB = (200, 200, 200)  # pixels without a label (mask value 255): a neutral light grey
+
+
+def class_colors(k: int, palette: torch.Tensor | None = None):
+    """(k, 3) uint8 colours: the dataset's palette when it has one, else black background and tab20."""
+    import numpy as np
+
+    if palette is not None and len(palette) >= k:
+        return np.asarray(palette[:k], dtype=np.uint8)
+    from matplotlib import colormaps
+
+    tab = (np.asarray(colormaps["tab20"].colors) * 255).round().astype(np.uint8)
+    out = np.zeros((k, 3), dtype=np.uint8)
+    for i in range(1, k):
+        out[i] = tab[(i - 1) % len(tab)]
+    return out
+
+
+def rgb_uint8(x: torch.Tensor, scale: float = 255.0):
+    """(C, H, W) raw image tensor -> (H, W, 3) uint8 array (grayscale repeated)."""
+    v = (x.float() / scale * 255).round().clamp(0, 255).to(torch.uint8)
+    v = v[:1].expand(3, -1, -1) if v.shape[0] == 1 else v[:3]
+    return v.permute(1, 2, 0).numpy()
+
+
+def seg_overlay(image, mask, colors, alpha: float = 0.5):
+    """(H, W, 3) uint8 image blended with the class colours of mask (H, W); ignored pixels neutral grey."""
+    import numpy as np
+
+    m = np.asarray(mask, dtype=np.int64)
+    ignore = m >= len(colors)  # 255
+    tint = colors[np.where(ignore, 0, m)].astype(np.float32)
+    out = (1 - alpha) * image.astype(np.float32) + alpha * tint
+    out[ignore] = IGNORE_RGB
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def seg_predictions(path: Path, X: torch.Tensor, masks: torch.Tensor, preds: torch.Tensor, names: list[str], colors,
+                    scale: float, split: str) -> None:
+    """Rows of image | true mask | predicted mask (overlays), with a legend of the class colours."""
+    from matplotlib.patches import Patch
+
+    plt = _plt()
+    shown = set(masks.unique().tolist()) | set(preds.unique().tolist())
+    keep = range(len(names)) if len(names) <= 24 else sorted(c for c in shown if c < len(names))
+    handles = [Patch(color=colors[c] / 255, label=names[c]) for c in keep]
+    if 255 in shown:
+        handles.append(Patch(color=tuple(v / 255 for v in IGNORE_RGB), label="ignore (255)"))
+    n, cols = len(X), max(1, min(len(handles), 6))
+    legend_h = 0.15 + 0.22 * -(-len(handles) // cols)  # inches: one line per 6 classes
+    height = 2.3 * n + 0.3 + legend_h
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, height), squeeze=False)
+    for i in range(n):
+        img = rgb_uint8(X[i], scale)
+        valid = masks[i] != 255
+        acc = float((preds[i][valid] == masks[i][valid]).float().mean()) if valid.any() else float("nan")
+        panels = [(img, "image"), (seg_overlay(img, masks[i].numpy(), colors), "true"),
+                  (seg_overlay(img, preds[i].numpy(), colors), f"predicted (pixel acc {acc:.2f})")]
+        for ax, (a, title) in zip(axes[i], panels):
+            ax.imshow(a, interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.legend(handles=handles, loc="lower center", ncol=cols, fontsize=7, frameon=False)
+    fig.suptitle(f"predictions on {split} images", fontsize=9)
+    fig.tight_layout(rect=(0, legend_h / height, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

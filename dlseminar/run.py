@@ -231,23 +231,44 @@ def load_for_inference(path: str, sets=(), named=None) -> tuple[dict, Setup]:
     return saved, setup
 
 
-def predict_images(path: str, inputs, top_k: int = 5, sets=()):
-    """Class probabilities for image files (any size/mode, resized to the model's input)."""
+def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None = None):
+    """The task's prediction for each image file (any size/mode): a classifier's top-k classes
+    (inputs resized to the model's), a segmentation model's class mask (each image at its own
+    size). With `out`, the task also writes its files there (annotated images, masks)."""
     from .datasets.imageio import image_files, load_image
 
     saved, setup = load_for_inference(path, sets)
-    info = setup.data.info
-    if len(info.in_shape) != 3 or info.kind != "classification":
-        raise ConfigError(f"{path!r} is a {info.kind} model on {info.in_shape} inputs; dlsem predict takes image classifiers")
-    c, h, w = info.in_shape
+    info, task = setup.data.info, setup.task
+    if len(info.in_shape) != 3 or not task.predicts_images:
+        raise ConfigError(f"{path!r} is a {info.kind} model on {info.in_shape} inputs; "
+                          f"dlsem predict takes image classifiers and segmentation models")
     files = image_files(inputs)
-    X = torch.stack([load_image(f, c, (h, w)) for f in files])  # (N, C, H, W) uint8
+    size = task.predict_size(info)
+    X = [load_image(f, info.in_shape[0], size) for f in files]  # (C, H, W) uint8 each; every file read first
+    if size is not None:  # one size: batched
+        X = torch.stack(X)
+    batches = X.split(256) if size is not None else [x[None] for x in X]
+    stems = _unique_stems(files)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
     transform = setup.data.transform(setup.device)
+    results: list[dict] = []
     with torch.inference_mode():
-        probs = torch.cat([setup.task.predict(setup.model, transform(xb.to(setup.device))).cpu() for xb in X.split(256)])
-    k = min(top_k, probs.shape[1])
-    top = probs.topk(k, 1)
-    names = info.class_names
-    results = [{"image": str(f), "top": [{"class": names[int(i)], "prob": float(p)} for p, i in zip(pv, iv)]}
-               for f, pv, iv in zip(files, top.values, top.indices)]
+        for xb in batches:
+            for o in task.predict(setup.model, transform(xb.to(setup.device))).cpu():
+                i = len(results)
+                r = {"image": str(files[i]), **task.describe(o, top_k)}
+                if out is not None:
+                    r.update(task.write_prediction(Path(out), i, stems[i], X[i], o, r, setup.data))
+                results.append(r)
     return results, X, setup
+
+
+def _unique_stems(files) -> list[str]:
+    """File stems for output names; a repeated stem (a/x.png, b/x.jpg) gets -2, -3, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in files:
+        seen[f.stem] = seen.get(f.stem, 0) + 1
+        out.append(f.stem if seen[f.stem] == 1 else f"{f.stem}-{seen[f.stem]}")
+    return out

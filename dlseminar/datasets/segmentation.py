@@ -32,23 +32,33 @@ class SegImages:
     masks: torch.Tensor
     class_names: list[str]  # 'background' first
     scale: float = 255.0
+    palette: torch.Tensor | None = None  # (K, 3) uint8 class colours read from palette masks, if any
+    test: tuple[torch.Tensor, torch.Tensor] | None = None  # an official held-out set (VOC's val list), if any
 
 
 def split_seg(seg: SegImages, name: str, val_split: float, test_split: float, standardize: bool, seed: int,
               stats: dict | None = None) -> Data:
-    """Random split by seed; train-only per-channel stats; Data with splits {split: (X, masks)}."""
+    """Random split by seed; train-only per-channel stats; Data with splits {split: (X, masks)}.
+
+    An official held-out set (seg.test) replaces the test cut; the dataset's palette, if any,
+    is kept as `Data.palette` for plots and `dlsem predict`.
+    """
     n = len(seg.X)
     if n < 5:
         raise DataError(f"dataset {name!r} has only {n} images; at least 5 are needed to split")
     if (1 - val_split - test_split) <= 0:
         raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
-    parts = split_indices(np.arange(n), "segmentation", val_split, test_split, seed)
+    parts = split_indices(np.arange(n), "segmentation", val_split, 0.0 if seg.test is not None else test_split, seed)
     splits = {s: (seg.X[torch.as_tensor(ix)], seg.masks[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
+    if seg.test is not None:
+        splits["test"] = seg.test
     in_shape = tuple(seg.X.shape[1:])
     stats = fit_stats(name, in_shape, splits["train"][0], seg.scale, standardize, stats)
     info = DataInfo(name=name, kind="segmentation", in_shape=in_shape, num_classes=len(seg.class_names),
                     class_names=list(seg.class_names))
-    return Data(info=info, splits=splits, stats=dict(stats), per_batch=True)
+    data = Data(info=info, splits=splits, stats=dict(stats), per_batch=True)
+    data.palette = seg.palette  # not part of DataInfo (the checkpoint's schema): rebuilt with the data
+    return data
 
 
 def render_scene(rng: np.random.RandomState, kinds: list[int], size: int, channels: int, noise: float):

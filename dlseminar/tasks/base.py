@@ -83,3 +83,23 @@ class Task:
     def details(self, metrics) -> tuple[list[str], list[list]] | None:
         """An optional per-class table (header, rows) for `dlsem eval`."""
         return None
+
+    # -- `dlsem predict` on image files: tasks that take them set predicts_images and override these
+    predicts_images = False
+
+    def predict_size(self, info) -> tuple[int, int] | None:
+        """(H, W) every input image is resized to; None: each image keeps its own size."""
+        return tuple(info.in_shape[1:])
+
+    def describe(self, output: torch.Tensor, top_k: int) -> dict:
+        """One image's prediction (task.predict's output for it, on the CPU) as a JSON-ready dict."""
+        raise NotImplementedError
+
+    def write_prediction(self, folder, index: int, stem: str, x: torch.Tensor, output: torch.Tensor, result: dict,
+                         data) -> dict:
+        """Write one image's output files into `folder` (x: the raw input); returns {key: path} for its result."""
+        return {}
+
+    def prediction_table(self, results: list[dict]) -> tuple[list[str], list[list[str]]]:
+        """(header, rows) that `dlsem predict` prints for these results."""
+        raise NotImplementedError

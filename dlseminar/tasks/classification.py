@@ -129,3 +129,23 @@ class Classification(Task):
             if plots.filters(folder / "filters.png", model):
                 written.append("filters.png")
         return written
+
+    # -- dlsem predict: the lesson's softmax table, inputs resized to the model's size
+    predicts_images = True
+
+    def describe(self, output, top_k):
+        top = output.topk(min(top_k, output.shape[0]))
+        return {"top": [{"class": self.info.class_names[int(i)], "prob": float(p)} for p, i in zip(top.values, top.indices)]}
+
+    def write_prediction(self, folder, index, stem, x, output, result, data):
+        from pathlib import Path
+
+        from .. import plots
+
+        name = f"{index:04d}_{Path(result['image']).stem}.png"
+        plots.annotated(folder / name, x, result, float(data.stats.get("scale", 255.0)))
+        return {"annotated": str(folder / name)}
+
+    def prediction_table(self, results):
+        header = ["image", *[f"#{i + 1}" for i in range(len(results[0]["top"]))]]
+        return header, [[r["image"], *[f"{x['class']} {x['prob']:.2f}" for x in r["top"]]] for r in results]

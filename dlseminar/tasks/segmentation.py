@@ -87,3 +87,63 @@ class Segmentation(Task):
         names = self.info.class_names or [str(i) for i in range(metrics.k)]
         rows = [[n, int(pc["pixels"][i]), float(pc["iou"][i]), float(pc["dice"][i])] for i, n in enumerate(names)]
         return ["class", "pixels", "iou", "dice"], rows
+
+    def colors(self, data):
+        """(K, 3) uint8 class colours: the dataset's palette (palette masks) or a fixed colormap."""
+        from .. import plots
+
+        return plots.class_colors(self.info.num_classes, getattr(data, "palette", None))
+
+    def plots(self, folder, model, data, device):
+        """predictions.png: up to 6 validation images, their true and their predicted masks."""
+        from .. import plots
+
+        split = "val" if "val" in data.splits else "test"
+        X, y = (t[:6] for t in data.splits[split])
+        transform = data.transform(device)
+        model.eval()
+        with torch.inference_mode():
+            x = X.to(device)
+            pred = self.predict(model, x if transform is None else transform(x)).argmax(1).cpu()
+        plots.seg_predictions(folder / "predictions.png", X, y, pred, self.info.class_names, self.colors(data),
+                              float(data.stats.get("scale", 255.0)), split)
+        return ["predictions.png"]
+
+    # -- dlsem predict: one class per pixel of each image at its own size (U-Net pads and crops)
+    predicts_images = True
+
+    def predict_size(self, info):
+        return None
+
+    def describe(self, output, top_k):
+        """Image size and the share of its pixels given to each predicted class (largest first)."""
+        mask = output.argmax(0)  # (H, W)
+        share = torch.bincount(mask.flatten(), minlength=self.info.num_classes).double() / mask.numel()
+        order = [int(i) for i in share.argsort(descending=True) if share[i] > 0]
+        return {"height": int(mask.shape[0]), "width": int(mask.shape[1]),
+                "classes": [{"class": self.info.class_names[i], "share": float(share[i])} for i in order]}
+
+    def write_prediction(self, folder, index, stem, x, output, result, data):
+        """<stem>_mask.png (class indices, palette mode: the values are the classes, the palette shows
+        them in colour) and <stem>_overlay.png (the classes' colours blended on the image)."""
+        from PIL import Image
+
+        from .. import plots
+
+        colors = self.colors(data)
+        mask = output.argmax(0).to(torch.uint8).numpy()  # (H, W), the input's own size
+        im = Image.fromarray(mask, "P")
+        im.putpalette(colors.flatten().tolist() + [0] * (768 - colors.size))  # 256 entries: an 8-bit PNG, as VOC's
+        paths = {"mask": folder / f"{stem}_mask.png", "overlay": folder / f"{stem}_overlay.png"}
+        im.save(paths["mask"])
+        rgb = plots.seg_overlay(plots.rgb_uint8(x, float(data.stats.get("scale", 255.0))), mask, colors)
+        Image.fromarray(rgb, "RGB").save(paths["overlay"])
+        return {k: str(v) for k, v in paths.items()}
+
+    def prediction_table(self, results):
+        files = "mask" in results[0]
+        header = ["image", "size", "classes (pixel share)", *(["mask", "overlay"] if files else [])]
+        rows = [[r["image"], f"{r['width']}x{r['height']}",
+                 ", ".join(f"{c['class']} {c['share']:.2f}" for c in r["classes"]),
+                 *([r["mask"], r["overlay"]] if files else [])] for r in results]
+        return header, rows
