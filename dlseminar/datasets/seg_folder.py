@@ -7,7 +7,9 @@
 
 A mask holds one class index per pixel (mode L, P or I; 255 = ignore). In a palette (P)
 mask the stored values ARE the palette indices, so they are the class indices, and the
-palette's colours are kept for plots and `dlsem predict`. Files are only read, never written.
+palette's colours are kept for plots and `dlsem predict`. Images that all share one size keep
+it (U-Net takes any); data.image_size resizes every pair to a square, which mixed sizes need.
+Files are only read, never written.
 `pair_reader` is shared with voc_seg.
 """
 from __future__ import annotations
