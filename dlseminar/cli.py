@@ -174,9 +174,12 @@ def _build(name: str, shape, classes: int, sets=()):
     from .models import build_model
     from .registry import load_all
 
+    from .registry import MODELS
+
     load_all()
     cfg = resolve(sets=[f"model.name={name}", *sets])
-    return build_model(cfg, shape, classes, "scores")
+    kind = MODELS.get(name).meta.get("outputs", ("scores",))[0]  # a detector is built to give detections
+    return build_model(cfg, shape, classes, kind)
 
 
 @models_app.callback()
@@ -230,6 +233,8 @@ def models_show(
     c = Console()
     c.print(t)
     c.print(f"total parameters: {total:,}  —  {MODELS.get(name).doc}")
+    for line in getattr(model, "describe", lambda: [])():  # models with stages to explain (detectors)
+        c.print(line, highlight=False)
 
 
 @app.command()

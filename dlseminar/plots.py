@@ -20,12 +20,13 @@ def curves(path: Path, history: list[dict], summary: dict) -> None:
     plt = _plt()
     epochs = [r["epoch"] for r in history]
     monitor = summary.get("monitor", "val/loss")
-    panels = [("loss", ["train/loss", "val/loss"])]
+    parts = [k for k in (history[0] if history else {}) if k.startswith("train/") and k != "train/loss"]
+    panels = [("loss", ["train/loss", "val/loss", *parts])]  # parts: Task.train_logs(), e.g. a detector's losses
     if monitor != "val/loss":
         panels.append((monitor.split("/")[-1], [monitor]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (title, keys) in zip(axes[0], panels):
-        for k in keys:
+        for k in [k for k in keys if any(k in r for r in history)]:  # e.g. no val/loss for a detector
             ax.plot(epochs, [r.get(k, float("nan")) for r in history], label=k, marker="." if len(epochs) < 40 else None)
         if summary.get("best_epoch"):
             ax.axvline(summary["best_epoch"], color="green", ls="--", lw=1, label=f"best epoch {summary['best_epoch']}")
@@ -165,6 +166,103 @@ def annotated(path: Path, x: torch.Tensor, result: dict, scale: float = 255.0) -
     ax.imshow(_as_image(x, scale), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     ax.set_title("\n".join(f"{t['class']}: {t['prob']:.2f}" for t in result["top"][:3]), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _draw_boxes(ax, boxes, labels, names, scores=None, color_of=None, lw=1.5, fontsize=6, text=True):
+    """Boxes (K, 4) xyxy on an axis, each labelled 'class' or 'class score' (unless not text), one colour per class."""
+    from matplotlib.patches import Rectangle
+
+    cmap = _plt().get_cmap("tab10")
+    for j, (b, l) in enumerate(zip(boxes.tolist(), labels.tolist())):
+        c = color_of(l) if color_of else cmap((int(l) - 1) % 10)
+        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, edgecolor=c, lw=lw))
+        if not text:
+            continue
+        label = names[int(l) - 1] if 0 < int(l) <= len(names) else str(int(l))
+        if scores is not None:
+            label += f" {float(scores[j]):.2f}"
+        ax.text(b[0], b[1], label, fontsize=fontsize, color="white", va="bottom",
+                bbox=dict(facecolor=c, edgecolor="none", pad=0.5, alpha=0.8))
+
+
+def detections(path: Path, images, targets, preds, names: list[str], scale: float, split: str,
+               min_score: float = 0.5) -> None:
+    """Pairs of panels per image: the ground-truth boxes, then the predicted boxes (class and score)."""
+    plt = _plt()
+    n = len(images)
+    per_row = min(3, n)
+    rows = (n + per_row - 1) // per_row
+    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(3.2 * per_row * 2 / 1.3, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        gt_ax, pr_ax = axes[i // per_row, 2 * (i % per_row)], axes[i // per_row, 2 * (i % per_row) + 1]
+        img = _as_image(images[i], scale)
+        keep = preds[i]["scores"] >= min_score
+        for ax, title in ((gt_ax, f"truth: {len(targets[i]['labels'])}"), (pr_ax, f"predicted: {int(keep.sum())}")):
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+        _draw_boxes(gt_ax, targets[i]["boxes"], targets[i]["labels"], names)
+        _draw_boxes(pr_ax, preds[i]["boxes"][keep], preds[i]["labels"][keep], names, preds[i]["scores"][keep])
+    fig.suptitle(f"{split} images: ground truth | predictions (score >= {min_score:g})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def detection_stages(path: Path, image, st: dict, names: list[str], scale: float, min_score: float = 0.5,
+                     n_proposals: int = 20, n_crops: int = 8) -> None:
+    """The R-CNN pipeline on one image: top RPN proposals -> their regions warped to a fixed size
+    (what the box head classifies; here cut from the image) -> scored regions before NMS -> after NMS."""
+    from torchvision.ops import roi_align
+
+    plt = _plt()
+    img = _as_image(image, scale)
+    props = st["proposals"][:n_proposals]
+    fig = plt.figure(figsize=(11, 5.2))
+    grid = fig.add_gridspec(2, max(3, n_crops), height_ratios=[3.2, 1])
+    cols = max(3, n_crops) // 3
+    panels = [fig.add_subplot(grid[0, k * cols:(k + 1) * cols]) for k in range(3)]
+    before, after = st["before_nms"], st["detections"]
+    b_keep, a_keep = before["scores"] >= min_score, after["scores"] >= min_score
+    for ax, title in zip(panels, (f"1. top {len(props)} of {len(st['proposals'])} RPN proposals",
+                                  f"3. classified regions before NMS: {int(b_keep.sum())}",
+                                  f"4. after NMS: {int(a_keep.sum())} detections")):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    _draw_boxes(panels[0], props, torch.ones(len(props), dtype=torch.int64), ["proposal"], lw=0.8, text=False,
+                color_of=lambda _: "yellow")
+    _draw_boxes(panels[1], before["boxes"][b_keep], before["labels"][b_keep], names, before["scores"][b_keep], lw=0.8)
+    _draw_boxes(panels[2], after["boxes"][a_keep], after["labels"][a_keep], names, after["scores"][a_keep])
+    # warped regions: each proposal's box cut from the image and resized to 32 x 32
+    crops = roi_align(image[None].float(), [props[:n_crops].float()], output_size=(32, 32), aligned=True)
+    for k in range(max(3, n_crops)):
+        ax = fig.add_subplot(grid[1, k])
+        ax.axis("off")
+        if k < len(crops):
+            ax.imshow(_as_image(crops[k], scale), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"region {k + 1}", fontsize=7)
+    fig.text(0.01, 0.02, "2. proposals warped to a fixed size (R-CNN); Faster R-CNN pools them from the feature map "
+                         "(RoI align), then classifies and refines each", fontsize=7)
+    fig.suptitle("R-CNN stages: proposals -> warped regions -> classify -> NMS", fontsize=9)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def boxes_image(path: Path, image, pred: dict, names: list[str], scale: float) -> None:
+    """One image (its own size) with its detections drawn: class and score on each box."""
+    plt = _plt()
+    h, w = image.shape[-2:]
+    fig, ax = plt.subplots(figsize=(max(2.5, 5 * w / max(h, w)), max(2.5, 5 * h / max(h, w))))
+    ax.imshow(_as_image(image, scale), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    _draw_boxes(ax, pred["boxes"], pred["labels"], names, pred["scores"], fontsize=7)
+    ax.set_title(f"{len(pred['labels'])} detections", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

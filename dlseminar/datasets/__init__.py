@@ -5,6 +5,7 @@ from ..errors import ConfigError
 from ..registry import DATASETS, call_builder
 from . import folder, images, synthetic, tabular, vision  # noqa: F401
 from . import seg_folder, segmentation, voc  # noqa: F401
+from . import coco, detection  # noqa: F401
 from .base import Data, DataInfo, Table, TensorLoader, split_table
 
 COMMON = ("name", "val_split", "test_split", "standardize")
@@ -40,6 +41,11 @@ def build_data(cfg, stats=None) -> Data:
             raise ConfigError(f"dataset {entry.name!r} is for segmentation (task: {cfg['task']})")
         out = segmentation.split_seg(out, entry.name, cfg["data.val_split"], cfg["data.test_split"],
                                      cfg["data.standardize"], cfg["seed"], stats)
+    elif isinstance(out, detection.DetImages):
+        if cfg["task"] not in ("auto", "detection"):
+            raise ConfigError(f"dataset {entry.name!r} is for detection (task: {cfg['task']})")
+        out = detection.split_det(out, entry.name, cfg["data.val_split"], cfg["data.test_split"],
+                                  cfg["data.standardize"], cfg["seed"], stats)
     return out
 
 

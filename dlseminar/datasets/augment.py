@@ -27,7 +27,7 @@ def check(names: list[str], kind: str, per_batch: bool) -> None:
         raise ConfigError(f"data.augment: unknown operation {unknown[0]!r}; choose from {', '.join(OPS)}")
     if names and not per_batch:
         raise ConfigError("data.augment applies to image datasets only (this dataset is a table)")
-    if names and kind not in ("classification", "segmentation"):
+    if names and kind not in ("classification", "segmentation", "detection"):  # detection: datasets/detection.py
         raise ConfigError(f"data.augment is not supported for {kind} data")
 
 

@@ -181,6 +181,7 @@ class Trainer:
                 s.partial_loss = [0.0, 0]
                 val = self.evaluate(val_loader).compute()
                 row = {"epoch": epoch, "lr": self.sched.lr, "train/loss": float(loss_sum) / max(n, 1)}
+                row.update({f"train/{k}": v for k, v in self.task.train_logs().items()})  # e.g. loss parts
                 row.update({f"val/{k}": v for k, v in val.items()})
                 row["seconds"] = time.perf_counter() - t0
                 s.history.append(row)

@@ -1,6 +1,6 @@
-"""Tasks: importing this package registers classification, regression and segmentation in TASKS."""
+"""Tasks: importing this package registers classification, regression, segmentation and detection in TASKS."""
 from ..registry import TASKS
-from . import classification, regression, segmentation  # noqa: F401
+from . import classification, detection, regression, segmentation  # noqa: F401
 from .base import Task
 
 

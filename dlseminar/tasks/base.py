@@ -76,6 +76,11 @@ class Task:
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
+    def train_logs(self) -> dict[str, float]:
+        """Extra per-epoch training numbers (e.g. a detector's loss parts), called by the Trainer after
+        each training epoch; logged as train/<key>. The task resets what it accumulated."""
+        return {}
+
     def plots(self, folder, model, data, device) -> list[str]:
         """Write the task's own plots into `folder`; return their file names."""
         return []

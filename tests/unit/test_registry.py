@@ -88,7 +88,7 @@ def test_expected_components_registered():
             "breast_cancer", "diabetes", "csv"} <= set(DATASETS.names())
     assert set(LOSSES.names()) >= {"ce", "nll", "bce", "mse", "mae", "huber"}
     assert set(OPTIMIZERS.names()) >= {"sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad"}
-    assert set(TASKS.names()) == {"classification", "regression", "segmentation"}
+    assert set(TASKS.names()) == {"classification", "regression", "segmentation", "detection"}
     assert set(SCHEDULES.names()) >= {"none", "step", "cosine", "plateau", "onecycle"}
 
 
