@@ -47,7 +47,7 @@ def channel_stats(X: torch.Tensor, scale: float) -> dict[str, torch.Tensor]:
 def fit_stats(name: str, in_shape, train_X: torch.Tensor, scale: float, standardize: bool, stats: dict | None) -> dict:
     """A checkpoint's per-channel stats (checked against the data), or new ones from the training split."""
     if stats:
-        if tuple(stats["mean"].shape) != (in_shape[0], 1, 1):
+        if "mean" in stats and tuple(stats["mean"].shape) != (in_shape[0], 1, 1):  # none with standardize: false
             raise DataError(f"dataset {name!r} has {in_shape[0]} channels but the checkpoint was trained on {stats['mean'].shape[0]}")
         return stats
     if standardize:

@@ -403,3 +403,15 @@ def test_folder_channels_must_be_1_or_3(tmp_path):
     make_tree(tmp_path / "pics")
     with pytest.raises(ConfigError):
         folder(path=str(tmp_path / "pics"), channels=4)
+
+
+def test_eval_of_a_checkpoint_trained_without_standardisation(tmp_path):
+    """standardize: false stores only the scale; eval must rebuild the data from that (was a KeyError)."""
+    from dlseminar.config import resolve
+    from dlseminar.run import evaluate, train
+
+    cfg = resolve(sets=["data.name=shapes", "data.n_samples=40", "data.image_size=16", "model.name=cnn",
+                        "data.standardize=false", "train.epochs=1", "logging.plots=false", f"out={tmp_path / 'r'}"])
+    run_dir, summary = train(cfg)
+    result, _, _ = evaluate(str(run_dir / "best.pt"), "test")
+    assert result == summary["test"]
