@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -434,3 +435,14 @@ def test_file_invalid_date_value_is_config_error(tmp_path):
 def test_huge_integer_for_float_key_is_config_error(item):
     with pytest.raises(ConfigError):
         resolve(sets=[item])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_in_configs_resolves(path):
+    """A typo in a shipped recipe would be a user's first error: each one must pass the schema."""
+    from dlseminar.registry import DATASETS, MODELS, load_all
+
+    load_all()
+    cfg = resolve(path)
+    assert cfg["name"] == path.stem
+    assert cfg["model.name"] in MODELS.names() and cfg["data.name"] in DATASETS.names()
