@@ -115,6 +115,9 @@ SCHEMA: dict[str, Key] = {
     "train.epochs": Key(30, "int", "maximum number of epochs", _ge1),
     "train.batch_size": Key(32, "batch", "1 = stochastic GD, N = mini-batch, full = batch GD (one step per epoch)"),
     "train.eval_batch_size": Key(1024, "int", "batch size for validation and test", _ge1),
+    "train.on_nan": Key("stop", "str", "a non-finite loss or gradient: stop the run (keeping the last good checkpoint) or skip that step and count it",
+                        choices=("stop", "skip")),
+    "train.deterministic": Key(False, "bool", "deterministic kernels only (torch.use_deterministic_algorithms; cuDNN benchmark off): bit-identical reruns on GPU too, sometimes slower"),
     "train.grad_clip": Key(0.0, "float", "clip the gradient norm to this value (0: off)", _ge0),
     # --- loss
     "loss.name": Key("auto", "str", "ce | bce | mse | mae | huber | nll | auto (ce for classification, mse for regression)"),
@@ -150,6 +153,7 @@ SCHEMA: dict[str, Key] = {
     "early_stop.restore_best": Key(True, "bool", "end the run with the best epoch's weights"),
     # --- checkpoints and logs
     "checkpoint.min_interval_s": Key(2.0, "float", "write last.pt/best.pt at epoch ends at most this often (always at the end or on interrupt)", _ge0),
+    "checkpoint.every_n_steps": Key(0, "int", "also write last.pt every N optimizer steps, mid-epoch (0: at epoch ends only); a resume continues after that step", _ge0),
     "checkpoint.max_overhead": Key(0.02, "float", "also space epoch-end writes so that writing takes at most this share of the run's time (0: no limit)", _frac),
     "logging.every_epochs": Key(0, "int", "print a line every N epochs when not on a terminal (0: about 25 lines a run)", _ge0),
     "logging.plots": Key(True, "bool", "write plots/*.png at the end of the run"),

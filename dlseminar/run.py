@@ -27,7 +27,7 @@ from .models import build_model
 from .tasks import Task, build_task
 
 # Keys that `--resume` may change; anything else must match the checkpoint.
-RESUMABLE = ("train.epochs", "early_stop.patience", "early_stop.min_delta", "logging.", "checkpoint.", "device",
+RESUMABLE = ("train.epochs", "train.on_nan", "early_stop.patience", "early_stop.min_delta", "logging.", "checkpoint.", "device",
              "train.eval_batch_size")
 
 
@@ -54,6 +54,20 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def set_determinism(on: bool) -> None:
+    """train.deterministic: only deterministic kernels (an op without one raises), no cuDNN autotuning.
+
+    CUBLAS_WORKSPACE_CONFIG must be in the environment before cuBLAS starts; build() calls this
+    before the model or any tensor reaches a GPU. Off: cuDNN may benchmark and pick the fastest
+    (possibly non-deterministic) algorithms; on the CPU both give the same results here.
+    """
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+
+
 @dataclass
 class Setup:
     cfg: Config
@@ -73,6 +87,7 @@ class Setup:
 def build(cfg: Config, stats=None, info=None) -> Setup:
     """Data, task and model for `cfg` (stats/info from a checkpoint when evaluating or resuming)."""
     registry.load_all()
+    set_determinism(cfg["train.deterministic"])
     device = pick_device(cfg["device"])
     seed_all(cfg["seed"])
     data = build_data(cfg, stats)
@@ -241,7 +256,7 @@ def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None 
     info, task = setup.data.info, setup.task
     if len(info.in_shape) != 3 or not task.predicts_images:
         raise ConfigError(f"{path!r} is a {info.kind} model on {info.in_shape} inputs; "
-                          f"dlsem predict takes image classifiers and segmentation models")
+                          f"dlsem predict takes image classifiers, segmentation models and detectors")
     files = image_files(inputs)
     size = task.predict_size(info)
     X = [load_image(f, info.in_shape[0], size) for f in files]  # (C, H, W) uint8 each; every file read first

@@ -25,7 +25,9 @@ class FitState:
     epoch: int = 0  # completed epochs
     step: int = 0  # optimizer steps so far
     batch_in_epoch: int = 0  # steps already done in epoch+1 (after an interrupt mid-epoch)
-    partial_loss: list = field(default_factory=lambda: [0.0, 0])  # [loss sum, samples] of that partial epoch
+    partial_loss: list = field(default_factory=lambda: [0.0, 0])  # [loss sum, samples] of the epoch so far
+    nan_skips: int = 0  # steps dropped for a non-finite loss or gradient (train.on_nan: skip)
+    diverged: str | None = None  # why a step's loss was not finite (train.on_nan: stop)
     history: list[dict] = field(default_factory=list)
     stop_reason: str | None = None
 
@@ -51,6 +53,7 @@ class Trainer:
         self._signal: int | None = None
         self._last_write = -math.inf
         self._write_seconds = 0.0  # how long the last checkpoint write took (spaces the next one)
+        self._best_dirty = False  # best weights changed since best.pt was written
 
     # ------------------------------------------------------------------ steps
     def penalty(self) -> torch.Tensor | float:
@@ -62,37 +65,58 @@ class Trainer:
             total = total + self.l2 * sum(w.pow(2).sum() for w in self.weights)
         return total
 
-    def train_epoch(self, loader, skip: int = 0) -> tuple[torch.Tensor, int, bool]:
-        """One pass over `loader` (after `skip` batches); returns (loss sum, samples, finished)."""
-        model, task, opt, sched = self.model, self.task, self.opt, self.sched
+    def train_epoch(self, loader, skip: int = 0) -> bool:
+        """One pass over `loader` after `skip` batches (those a resumed run already did).
+
+        The epoch's loss sum and sample count accumulate in self.state.partial_loss, one step at
+        a time in a fixed order, so an epoch cut by a checkpoint and resumed adds up to exactly
+        the same float as an uninterrupted one. Returns True when the pass finished; False when
+        a signal or a non-finite loss (train.on_nan: stop) ended it early.
+        """
+        model, task, opt, sched, s = self.model, self.task, self.opt, self.sched, self.state
         model.train()
-        losses, sizes = [], []
         penalize, clip, per_step = bool(self.weights), self.clip, sched.per_step
+        every = self.cfg["checkpoint.every_n_steps"]
+        skip_nan = self.cfg["train.on_nan"] == "skip"
+        acc = torch.tensor(s.partial_loss[0], dtype=torch.float64, device=self.device)
+        count = s.partial_loss[1]
         for i, batch in enumerate(loader):
             if i < skip:
                 continue
             loss, n = task.training_step(model, batch)
             total = loss + self.penalty() if penalize else loss
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            if per_step:
-                sched.step()
-            self.state.step += 1
-            losses.append(loss.detach())
-            sizes.append(n)
-            if self._signal is not None:
-                self.state.batch_in_epoch = i + 1
-                break
-        # one device->host sync per epoch, not per step
-        if losses:
-            w = torch.tensor(sizes, dtype=torch.float64, device=losses[0].device)
-            s = (torch.stack(losses).double() * w).sum()
-        else:
-            s = torch.zeros((), dtype=torch.float64)
-        return s, sum(sizes), self._signal is None
+            # non-finite loss: caught before it reaches the weights (one host sync per step)
+            bad = not bool(torch.isfinite(total))
+            if not bad:
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if skip_nan:  # the loss can be finite while a gradient overflows
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip or math.inf)
+                    bad = not bool(torch.isfinite(norm))
+                elif clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            if bad and not skip_nan:
+                s.diverged = f"the training loss is not finite at epoch {s.epoch + 1}, step {i + 1}"
+                s.partial_loss = [float(acc), count]
+                return False
+            if bad:
+                s.nan_skips += 1  # the step is dropped: no update, no lr step, no loss counted
+                opt.zero_grad(set_to_none=True)
+            else:
+                opt.step()
+                if per_step:
+                    sched.step()
+                s.step += 1
+                acc += loss.detach().double() * n
+                count += n
+            if self._signal is not None or (every and not bad and s.step % every == 0):
+                s.partial_loss, s.batch_in_epoch = [float(acc), count], i + 1
+                if self._signal is not None:
+                    return False
+                self.save(force=True)  # a step-level checkpoint: resume continues after batch i
+                s.batch_in_epoch = 0
+        s.partial_loss = [float(acc), count]
+        return True
 
     def evaluate(self, loader):
         return evaluate(self.model, self.task, loader, self.device)
@@ -110,7 +134,7 @@ class Trainer:
         return {**base, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "early_stopping": self.es.state_dict(best_is_current),
                 "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
-                "partial_loss": list(s.partial_loss), "history": s.history, "stop_reason": s.stop_reason,
+                "partial_loss": list(s.partial_loss), "nan_skips": s.nan_skips, "history": s.history, "stop_reason": s.stop_reason,
                 "rng": ckpt.rng_state(), "metrics": s.history[-1] if s.history else {}}
 
     def write_interval(self) -> float:
@@ -132,15 +156,16 @@ class Trainer:
             tensors += [v for v in st.values() if isinstance(v, torch.Tensor)]
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def save(self, force: bool = False, best_dirty: bool = False) -> bool:
+    def save(self, force: bool = False) -> bool:
         """Write last.pt (and best.pt when it changed), at most every write_interval() seconds."""
         now = time.perf_counter()
         if not force and now - self._last_write < self.write_interval():
             return False
         if not _finite(self.model):
             return False  # never put non-finite weights on disk; the previous last.pt stays
-        if best_dirty and self.es.best_state is not None:
+        if self._best_dirty and self.es.best_state is not None:
             ckpt.save(self.checkpoint(best=True), self.run_dir / "best.pt")
+            self._best_dirty = False
         ckpt.save(self.checkpoint(), self.run_dir / "last.pt")
         self._last_write = time.perf_counter()
         self._write_seconds = self._last_write - now
@@ -153,7 +178,8 @@ class Trainer:
         self.sched.load_state_dict(d["scheduler"])
         self.es.load_state_dict(d["early_stopping"], current=d["model"])
         self.state = FitState(epoch=d["epoch"], step=d["step"], batch_in_epoch=d.get("batch_in_epoch", 0),
-                              partial_loss=list(d.get("partial_loss", [0.0, 0])), history=list(d["history"]))
+                              partial_loss=list(d.get("partial_loss", [0.0, 0])), history=list(d["history"]),
+                              nan_skips=d.get("nan_skips", 0))
         ckpt.set_rng_state(d["rng"])
 
     # ------------------------------------------------------------------ the loop
@@ -163,7 +189,6 @@ class Trainer:
         keys = list(dict.fromkeys(["train/loss", "val/loss", self.task.monitor, self.monitor]))
         console = ConsoleLog(epochs, s.epoch, self.cfg["logging.every_epochs"], keys)
         old = self._install_signals()
-        best_dirty = False
         # the first periodic write comes min_interval_s after the start (end and interrupt writes are forced)
         self._last_write = time.perf_counter()
         try:
@@ -171,36 +196,40 @@ class Trainer:
                 t0 = time.perf_counter()
                 train_loader.set_epoch(epoch)
                 skip, s.batch_in_epoch = s.batch_in_epoch, 0
-                loss_sum, n, finished = self.train_epoch(train_loader, skip)
-                if skip:  # resumed mid-epoch: add what the interrupted part had accumulated
-                    loss_sum, n = loss_sum + s.partial_loss[0], n + s.partial_loss[1]
-                if not finished:
-                    s.partial_loss = [float(loss_sum), n]
-                    self.save(force=True, best_dirty=best_dirty)
+                finished = self.train_epoch(train_loader, skip)
+                if not finished and s.diverged is None:  # a signal: keep the partial epoch and leave
+                    self.save(force=True)
                     raise Interrupted(self._signal, self.run_dir / "last.pt")
-                s.partial_loss = [0.0, 0]
+                loss_sum, n = s.partial_loss
+                s.partial_loss, s.batch_in_epoch = [0.0, 0], 0
                 val = self.evaluate(val_loader).compute()
-                row = {"epoch": epoch, "lr": self.sched.lr, "train/loss": float(loss_sum) / max(n, 1)}
+                row = {"epoch": epoch, "lr": self.sched.lr,
+                       "train/loss": float(loss_sum) / max(n, 1) if s.diverged is None else math.nan}
+                if self.cfg["train.on_nan"] == "skip":
+                    row["train/skipped_steps"] = s.nan_skips
                 row.update({f"train/{k}": v for k, v in self.task.train_logs().items()})  # e.g. loss parts
                 row.update({f"val/{k}": v for k, v in val.items()})
                 row["seconds"] = time.perf_counter() - t0
                 s.history.append(row)
                 s.epoch = epoch
                 reason = None
-                if not math.isfinite(row["train/loss"]):
+                if s.diverged is not None:
+                    reason = f"{s.diverged}: training diverged (try a lower optim.lr, train.grad_clip or train.on_nan: skip)"
+                elif n == 0:
+                    reason = f"every step of epoch {epoch} had a non-finite loss or gradient: training diverged (try a lower optim.lr)"
+                elif not math.isfinite(row["train/loss"]):
                     reason = f"training loss is not finite at epoch {epoch}: training diverged (try a lower optim.lr)"
                 reason = reason or self.es.update(epoch, row, self.model)
-                best_dirty = best_dirty or self.es.improved
+                self._best_dirty = self._best_dirty or self.es.improved
                 self.sched.epoch_end(row.get(self.monitor), self.mode)
                 csv_log.write(row)
                 last = reason is not None or epoch == epochs
                 console.epoch(row, last)
                 if last:
                     s.stop_reason = reason or f"reached train.epochs ({epochs})"
-                if self.save(force=last, best_dirty=best_dirty):
-                    best_dirty = False
+                self.save(force=last)
                 if self._signal is not None:
-                    self.save(force=True, best_dirty=best_dirty)
+                    self.save(force=True)
                     raise Interrupted(self._signal, self.run_dir / "last.pt")
                 if last:
                     break
