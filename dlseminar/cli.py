@@ -108,17 +108,24 @@ def eval_(
 
 @app.command()
 def predict(
-    ckpt: Path = typer.Argument(..., help="A checkpoint of an image classifier or a segmentation model."),
+    ckpt: Path = typer.Argument(..., help="A checkpoint of an image classifier, a segmentation model or a detector."),
     images: List[Path] = typer.Argument(..., help="Image files or folders (any size and mode)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="How many classes to show per image (classifiers)."),
     json_: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write here an annotated image per input (classifiers) "
                                        "or <stem>_mask.png and <stem>_overlay.png (segmentation)."),
     features: bool = typer.Option(False, "--features", help="With --out: feature maps of a few conv layers for the first image."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", min=0.0, max=1.0,
+                                                    help="Detectors: keep boxes scoring at least this "
+                                                         "(default: the checkpoint's model.score_thresh)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
 ):
-    """Class probabilities (the lesson's softmax table) for image files, or class masks from a segmentation model."""
+    """Class probabilities (the lesson's softmax table) for image files, class masks from a segmentation
+    model, or boxes from a detector (<stem>_boxes.png with --out)."""
     from . import run
+
+    if score_threshold is not None:
+        set_ = [*set_, f"model.score_thresh={score_threshold}"]
 
     results, X, setup = run.predict_images(str(ckpt), [str(i) for i in images], top_k, set_, out=out)
     if out is not None and features:
