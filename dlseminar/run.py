@@ -162,6 +162,7 @@ def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=
     sched = LRSchedule(opt, cfg, len(train_loader), cfg["train.epochs"])
     if not resume:  # only now that every piece is known to build: no empty run dirs from mistakes
         run_dir = new_run_dir(cfg, overwrite)
+        ckpt.remove_stale_temps(run_dir)  # --overwrite of a run killed while writing
     write_config(run_dir / "config.yaml", cfg)
     meta = {"config": cfg.to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
             "num_outputs": setup.task.num_outputs}

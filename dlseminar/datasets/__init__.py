@@ -8,7 +8,7 @@ from . import seg_folder, segmentation, voc  # noqa: F401
 from . import coco, detection  # noqa: F401
 from .base import Data, DataInfo, Table, TensorLoader, split_table
 
-COMMON = ("name", "val_split", "test_split", "standardize")
+COMMON = ("name", "val_split", "test_split", "standardize", "augment")
 
 
 def build_data(cfg, stats=None) -> Data:
