@@ -116,7 +116,7 @@ def predict(
                                        "or <stem>_mask.png and <stem>_overlay.png (segmentation)."),
     features: bool = typer.Option(False, "--features", help="With --out: feature maps of a few conv layers for the first image."),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", min=0.0, max=1.0,
-                                                    help="Detectors: keep boxes scoring at least this "
+                                                    help="Detectors: keep boxes scoring above this "
                                                          "(default: the checkpoint's model.score_thresh)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
 ):
