@@ -25,13 +25,19 @@ def save(obj: dict, path: str | Path) -> None:
     A reader (or a crash at any moment) sees either the old file or the new one, never half.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    except OSError as e:
+        raise CheckpointError(_write_failed(path, e)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # disk full, quota, file too large: torch's zip writer raises RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(_write_failed(path, e)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -43,6 +49,15 @@ def save(obj: dict, path: str | Path) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _write_failed(path: Path, e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        reason = e.strerror
+    else:  # torch's zip writer only says where its stream position went wrong
+        reason = "the file could not be written in full"
+    kept = " (the previous one is kept)" if path.exists() else ""
+    return f"cannot write checkpoint {str(path)!r}: {reason}; is the disk full or the folder read-only?{kept}"
 
 
 def remove_stale_temps(folder: str | Path) -> None:

@@ -1,12 +1,19 @@
-"""Every user mistake: exit 2, exactly one `error:` line on stderr, no traceback."""
+"""Every user mistake: exit 2, exactly one `error:` line on stderr, no traceback.
+
+The table runs through dlseminar.cli.main() inside the test process (what `python -m dlseminar`
+calls, minus a 3-second interpreter start per case); any exception that escapes main() is the
+traceback a user would have seen and fails the case. A few cases also run as real subprocesses.
+"""
 from __future__ import annotations
 
 import pickle
+import sys
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import CONFIGS
+from conftest import CONFIGS, Result
 
 
 def _files(tmp_path):
@@ -27,6 +34,19 @@ def _files(tmp_path):
             return (os.system, (f"touch {tmp_path / 'PWNED'}",))
 
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"format_version": 1, "config": {}, "model": Evil()}))
+    torch.save({"format_version": 1, "config": {}, "model": {}, "x": Evil()}, tmp_path / "evil_zip.pt")
+    torch.save({"format_version": 1, "config": {}, "model": {}, "x": np.array([{"a": 1}], dtype=object)},
+               tmp_path / "numpy_object.pt")
+    torch.save({"format_version": 1, "config": {}, "model": {}, "x": np.float64(1.5)}, tmp_path / "numpy_scalar.pt")
+    good = {"format_version": 1, "model": {}, "data_stats": {"mean": torch.zeros(64), "std": torch.ones(64)},
+            "data_info": {"name": "digits", "kind": "classification", "in_shape": [64], "num_classes": 10}}
+    # import paths where names belong: looked up in the registries, never imported or called
+    torch.save({**good, "config": {"model": {"name": "os.system"}}}, tmp_path / "import_model.pt")
+    torch.save({**good, "config": {"data": {"name": "subprocess:Popen"}}}, tmp_path / "import_data.pt")
+    torch.save({**good, "config": {"optim": {"name": "builtins.eval"}}, "optimizer": {}}, tmp_path / "import_optim.pt")
+    whole = (tmp_path / "plain.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "header.csv").write_text("a,b,y\n")
 
 
 CASES = [
@@ -61,6 +81,15 @@ CASES = [
     (["eval", "plain.pt"], ["not a dlseminar checkpoint"]),
     (["eval", "notes.txt"], ["not a readable dlseminar checkpoint"]),
     (["eval", "evil.pt"], ["not a readable dlseminar checkpoint"]),
+    (["eval", "evil_zip.pt"], ["not a readable dlseminar checkpoint"]),
+    (["eval", "numpy_object.pt"], ["not a readable dlseminar checkpoint"]),
+    (["eval", "numpy_scalar.pt"], ["not a readable dlseminar checkpoint"]),
+    (["eval", "truncated.pt"], ["not a readable dlseminar checkpoint"]),
+    (["eval", "import_model.pt"], ["unknown model 'os.system'"]),
+    (["eval", "import_data.pt"], ["unknown dataset 'subprocess:Popen'"]),
+    (["train", "--resume", "import_optim.pt"], ["unknown optimizer 'builtins.eval'"]),
+    (["predict", "evil_zip.pt", "x.png"], ["not a readable dlseminar checkpoint"]),
+    (["train", "--data", "csv", "--set", "data.path=header.csv"], ["header.csv"]),
     (["eval", "."], ["is a directory"]),
     (["train", "--resume", "random.pt"], ["not a readable dlseminar checkpoint"]),
     (["config", "show", "--set", "model.hiden=[3]"], ["did you mean 'model.hidden'"]),
@@ -72,10 +101,27 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("args,words", CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_bad_input_exits_2_with_one_error_line(dlsem, tmp_path, args, words):
-    _files(tmp_path)
-    r = dlsem(*args)
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """cli(*args) -> Result of dlseminar.cli.main() run in this process, in tmp_path."""
+    from dlseminar.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["dlsem", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return Result(type("P", (), {"returncode": code, "stdout": out, "stderr": err})())
+
+    return run
+
+
+def check_one_error_line(r, words, tmp_path):
     assert r.rc == 2, r
     assert "Traceback" not in r.err and "Traceback" not in r.out, r
     lines = [ln for ln in r.err.splitlines() if ln.strip() and not ln.startswith("note:")]
@@ -84,6 +130,23 @@ def test_bad_input_exits_2_with_one_error_line(dlsem, tmp_path, args, words):
         assert w in lines[0], (w, lines[0])
     assert not (tmp_path / "PWNED").exists()  # a checkpoint can never run code
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("args,words", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_exits_2_with_one_error_line(cli, tmp_path, args, words):
+    _files(tmp_path)
+    check_one_error_line(cli(*args), words, tmp_path)
+
+
+REAL = [(["eval", "evil.pt"], ["not a readable dlseminar checkpoint"]),
+        (["train", "typo.yaml"], ["unknown config key 'optim.lrr'"]),
+        (["train", "--data", "csv", "--set", "data.path=text.csv"], ["line 3", "column 'b'"])]
+
+
+@pytest.mark.parametrize("args,words", REAL, ids=[" ".join(a) for a, _ in REAL])
+def test_bad_input_in_a_real_process(dlsem, tmp_path, args, words):
+    _files(tmp_path)
+    check_one_error_line(dlsem(*args), words, tmp_path)
 
 
 def test_checkpoint_for_other_data_is_refused(dlsem, tmp_path):
@@ -97,3 +160,33 @@ def test_checkpoint_for_other_data_is_refused(dlsem, tmp_path):
     assert r.rc == 2 and "cannot change model.hidden" in r.err, r
     r = dlsem("train", "--out", "run", "--epochs", "1")
     assert r.rc == 2 and "--overwrite" in r.err, r
+
+
+def _file_size_limit(limit: int):
+    """For a subprocess: files may not grow past `limit` bytes (what a full disk looks like to a write)."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_full_disk_during_a_run_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+    import subprocess
+
+    base = [sys.executable, "-m", "dlseminar", "train"]
+    ok = subprocess.run(base + [str(CONFIGS / "digits_mlp.yaml"), "--epochs", "2", "--out", "run", "--set",
+                                "logging.plots=false"], cwd=tmp_path, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    before = (tmp_path / "run/last.pt").read_bytes()
+    r = subprocess.run(base + ["--resume", "run/last.pt", "--epochs", "4", "--set", "checkpoint.min_interval_s=0"],
+                       cwd=tmp_path, capture_output=True, text=True, preexec_fn=_file_size_limit(20_000))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write checkpoint"), r.stderr
+    assert "is the disk full" in lines[0] and "the previous one is kept" in lines[0]
+    assert (tmp_path / "run/last.pt").read_bytes() == before  # the last good checkpoint, whole
+    assert not list((tmp_path / "run").glob(".tmp-*"))
