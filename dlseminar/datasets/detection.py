@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .base import Data, DataInfo, split_indices
@@ -86,6 +87,9 @@ def split_det(det: DetImages, name: str, val_split: float, test_split: float, st
     splits = {s: (_take(det.images, ix), [det.targets[i] for i in ix]) for s, ix in parts.items() if len(ix)}
     if det.test is not None:
         splits["test"] = det.test
+    for s in ("val", "test"):
+        if s in splits and not any(len(t["labels"]) for t in splits[s][1]):
+            note(f"the {s} split of {name!r} holds no object: its mAP is undefined (nan); give it more images")
     in_shape = image_shape(det.images)
     if stats:
         if tuple(stats["mean"].shape) != (in_shape[0], 1, 1):
@@ -122,8 +126,10 @@ class DetLoader:
     """
 
     def __init__(self, images, targets, batch_size, shuffle: bool, seed: int, device, transform, augment=None):
-        self.stacked = isinstance(images, torch.Tensor)
-        self.images = images.to(device) if self.stacked else [x.to(device) for x in images]
+        self.stacked, self.device = isinstance(images, torch.Tensor), device
+        # one-size images move to the device once, as TensorLoader's; images of many sizes (VOC,
+        # your COCO export) stay in host memory and travel one batch at a time
+        self.images = images.to(device) if self.stacked else images
         self.targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         self.shuffle, self.seed, self.transform, self.augment = shuffle, seed, transform, augment
         self.n = len(self.targets)
@@ -156,7 +162,7 @@ class DetLoader:
                 xb = self.images[idx.to(self.images.device)]  # (B, C, H, W) uint8
                 xs = list((xb if t is None else t(xb)).unbind(0))
             else:
-                xs = [self.images[j] for j in idx.tolist()]
+                xs = [self.images[j].to(self.device) for j in idx.tolist()]
                 if self.augment is not None:
                     xs, targets = self.augment(xs, targets, self.epoch, i)
                 xs = [x if t is None else t(x) for x in xs]  # (C, H, W) each; BatchNorm broadcasts (C, 1, 1)
