@@ -410,19 +410,27 @@ def test_detector_and_data_mismatches_are_config_errors():
 # --------------------------------------------------------------------------- through the Trainer
 
 
-def test_training_logs_the_loss_parts_and_maps(tmp_path):
+def test_training_logs_the_loss_parts_and_resumes_exactly(tmp_path):
+    """metrics.csv gets the detector's loss parts (their sum is train/loss) and the COCO metrics, no
+    val/loss; a resumed run repeats an uninterrupted one exactly (seeded shuffles and flips, and the
+    detector's own sampling from the global RNG, whose state last.pt keeps)."""
     from dlseminar import run
 
-    cfg = det_cfg("model.name=fasterrcnn", "model.widths=[8,16,16]", "train.epochs=2", "train.batch_size=4",
-                  f"out={tmp_path / 'run'}", "early_stop.patience=0", "checkpoint.min_interval_s=0")
-    run_dir, summary = run.train(cfg)
-    with open(run_dir / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
+    sets = ("model.name=fasterrcnn", "model.widths=[8,16,16]", "train.batch_size=4", "data.augment=[hflip]",
+            "early_stop.patience=0")
+    whole, summary = run.train(det_cfg(*sets, "train.epochs=2", f"out={tmp_path / 'a'}"))
+    part, _ = run.train(det_cfg(*sets, "train.epochs=1", "logging.plots=false", f"out={tmp_path / 'b'}"))
+    run.train(None, resume=str(part / "last.pt"), named={"epochs": 2})
+
+    def rows(d):
+        with open(d / "metrics.csv") as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+    assert rows(whole) == rows(part) and len(rows(part)) == 2
     parts = ["train/rpn_objectness", "train/rpn_box", "train/cls", "train/box"]
-    assert len(rows) == 2 and "val/loss" not in rows[0]
-    for r in rows:
+    for r in rows(whole):
         assert abs(float(r["train/loss"]) - sum(float(r[p]) for p in parts)) < 1e-5  # the loss is their sum
-        assert {"val/map", "val/map50", "val/map75", "val/recall"} <= set(r)
+        assert {"val/map", "val/map50", "val/map75", "val/recall"} <= set(r) and "val/loss" not in r
     assert summary["monitor"] == "val/map50" and summary["loss"] == "rcnn"
     assert set(summary["test"]) == {"test/map", "test/map50", "test/map75", "test/recall"}
     assert {"plots/curves.png", "plots/detections.png", "plots/stages.png"} <= set(summary["plots"])
