@@ -195,7 +195,7 @@ def detections(path: Path, images, targets, preds, names: list[str], scale: floa
     n = len(images)
     per_row = min(3, n)
     rows = (n + per_row - 1) // per_row
-    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(3.2 * per_row * 2 / 1.3, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(2.5 * per_row * 2, 2.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
@@ -222,10 +222,10 @@ def detection_stages(path: Path, image, st: dict, names: list[str], scale: float
     plt = _plt()
     img = _as_image(image, scale)
     props = st["proposals"][:n_proposals]
-    fig = plt.figure(figsize=(11, 5.2))
-    grid = fig.add_gridspec(2, max(3, n_crops), height_ratios=[3.2, 1])
-    cols = max(3, n_crops) // 3
-    panels = [fig.add_subplot(grid[0, k * cols:(k + 1) * cols]) for k in range(3)]
+    fig = plt.figure(figsize=(10, 5.6))
+    grid = fig.add_gridspec(2, 1, height_ratios=[3.2, 1.1])
+    top, bottom = grid[0].subgridspec(1, 3), grid[1].subgridspec(1, n_crops)
+    panels = [fig.add_subplot(top[0, k]) for k in range(3)]
     before, after = st["before_nms"], st["detections"]
     b_keep, a_keep = before["scores"] >= min_score, after["scores"] >= min_score
     for ax, title in zip(panels, (f"1. top {len(props)} of {len(st['proposals'])} RPN proposals",
@@ -240,16 +240,17 @@ def detection_stages(path: Path, image, st: dict, names: list[str], scale: float
     _draw_boxes(panels[2], after["boxes"][a_keep], after["labels"][a_keep], names, after["scores"][a_keep])
     # warped regions: each proposal's box cut from the image and resized to 32 x 32
     crops = roi_align(image[None].float(), [props[:n_crops].float()], output_size=(32, 32), aligned=True)
-    for k in range(max(3, n_crops)):
-        ax = fig.add_subplot(grid[1, k])
+    for k in range(n_crops):
+        ax = fig.add_subplot(bottom[0, k])
         ax.axis("off")
         if k < len(crops):
             ax.imshow(_as_image(crops[k], scale), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_title(f"region {k + 1}", fontsize=7)
-    fig.text(0.01, 0.02, "2. proposals warped to a fixed size (R-CNN); Faster R-CNN pools them from the feature map "
-                         "(RoI align), then classifies and refines each", fontsize=7)
-    fig.suptitle("R-CNN stages: proposals -> warped regions -> classify -> NMS", fontsize=9)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+            ax.set_title(f"proposal {k + 1}", fontsize=7)
+    fig.suptitle("R-CNN stages: proposals -> warped regions -> classify each -> NMS", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.text(0.5, 0.015, "2. the top proposals warped to a fixed size (R-CNN's regions); Faster R-CNN pools them from "
+                         "the shared feature map instead (RoI align, 7x7), then classifies and refines each", fontsize=7,
+             ha="center")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
