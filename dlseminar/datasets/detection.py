@@ -135,14 +135,25 @@ class DetLoader:
         self.n = len(self.targets)
         self.bs = self.n if batch_size == "full" else min(int(batch_size), self.n)
         self.epoch = 0
+        self.rank, self.world = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def shard(self, rank: int, world: int) -> "DetLoader":
+        """Yield only rank `rank`'s part of each global batch (several processes, as TensorLoader.shard)."""
+        if world > 1 and self.bs < world:
+            raise ConfigError(f"train.batch_size {self.bs} is smaller than the {world} processes: "
+                              f"every process needs at least one image of each batch")
+        self.rank, self.world = rank, world
+        return self
+
     def _stops(self) -> list[int]:
+        """Ends of the global batches; in training a last batch of one image (or fewer than the
+        processes) is folded into the one before it."""
         bs, n = self.bs, self.n
         stops = list(range(bs, n, bs)) + [n]
-        if self.shuffle and bs > 1 and len(stops) > 1 and n - stops[-2] == 1:
+        if self.shuffle and bs > 1 and len(stops) > 1 and n - stops[-2] < max(2, self.world):
             stops.pop(-2)
         return stops
 
@@ -156,7 +167,7 @@ class DetLoader:
         t = self.transform
         start = 0
         for i, stop in enumerate(self._stops()):
-            idx = order[start:stop]
+            idx = order[start:stop].tensor_split(self.world)[self.rank]  # world 1: the whole batch
             targets = [dict(self.targets[j]) for j in idx.tolist()]
             if self.stacked and self.augment is None:
                 xb = self.images[idx.to(self.images.device)]  # (B, C, H, W) uint8

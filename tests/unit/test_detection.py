@@ -94,6 +94,10 @@ def test_loader_yields_lists_and_shuffles_by_seed_and_epoch():
     assert sorted(order1) == sorted(order2) and order1 != order2
     ev = d.loader("val", 1024, shuffle=False, seed=0, device=torch.device("cpu"))
     assert sum(len(x) for x, _ in ev) == 4
+    # two processes (DDP) each get their part of every global batch, together the same batches
+    parts = [[tt for _, tt in d.loader("train", 5, True, 0, torch.device("cpu")).shard(r, 2)] for r in (0, 1)]
+    assert [[t["boxes"].sum().item() for t in a + b] for a, b in zip(*parts)] == \
+        [[t["boxes"].sum().item() for t in tt] for _, tt in batches]
 
 
 def test_flip_augmentation_moves_the_boxes_with_the_image():
