@@ -37,6 +37,8 @@ def train(
     out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into an existing --out directory."),
+    devices: Optional[int] = typer.Option(None, "--devices", min=1,
+                                          help="Train in N processes on this machine (torchrun: one per GPU, or N CPU processes)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
 ):
     """Train a model; writes a run directory with config, metrics, checkpoints and plots."""
@@ -49,11 +51,20 @@ def train(
     if resume is not None and config is not None:
         raise ConfigError("--resume continues with the checkpoint's own config; do not pass a CONFIG file too")
     cfg = None if resume is not None else resolve(config, set_, named)
+    if devices is not None and devices > 1:
+        from .engine import distributed
+
+        if distributed.world_size() > 1:
+            raise ConfigError("--devices starts torchrun itself; under torchrun, leave it out")
+        if resume is not None and not resume.is_file():
+            raise ConfigError(f"checkpoint {str(resume)!r} not found")
+        raise typer.Exit(distributed.launch(distributed.strip_devices(sys.argv[1:]), devices))
     from . import run
 
     run_dir, summary = run.train(cfg, resume=str(resume) if resume else None, overwrite=overwrite,
                                  sets=set_, named=named)
-    _print_summary(run_dir, summary)
+    if summary is not None:  # None on the ranks other than 0 of a multi-process run
+        _print_summary(run_dir, summary)
 
 
 def _print_summary(run_dir: Path, s: dict) -> None:
@@ -285,6 +296,13 @@ def main() -> None:
     from .errors import Interrupted, UserError
 
     args = sys.argv[1:] or ["--help"]
+    import signal
+
+    def terminate(signum, frame):  # outside a training loop (which handles it itself): leave like Ctrl-C
+        raise _Terminated
+
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, terminate)
     try:
         rv = app(args=args, prog_name="dlsem", standalone_mode=False)
     except clickx.NoSuchOption as e:
@@ -296,20 +314,36 @@ def main() -> None:
     except UserError as e:
         _fail(str(e))
     except Interrupted as e:
-        print(f"\n{e}: last.pt written; resume with: dlsem train --resume {e.path}", file=sys.stderr)
+        if _talks():
+            print(f"\n{e}: last.pt written; resume with: dlsem train --resume {e.path}", file=sys.stderr)
         sys.exit(e.code)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+    except _Terminated:
+        print("\nterminated (SIGTERM)", file=sys.stderr)
+        sys.exit(143)
     except OSError as e:  # disk full, permission denied, ...: an environment problem, not a bug
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         _fail(f"{e.strerror or e}{where}")
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside the training loop; a BaseException so that no `except Exception` swallows it."""
+
+
 def _fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
+    if _talks():
+        print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
+
+
+def _talks() -> bool:
+    """Under torchrun every process runs the same command and meets the same mistakes: rank 0 says it."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 if __name__ == "__main__":
