@@ -22,11 +22,6 @@ def build_data(cfg, stats=None) -> Data:
         given["seed"] = cfg["seed"]
     if "task" in params:
         given["task"] = cfg["task"]
-    # keys a builder infers from the data (seg_folder: num_classes) unless the user set them:
-    # the schema's default (num_classes 4, for shapes) would otherwise always win
-    for key in entry.meta.get("infer", ()):
-        if f"data.{key}" not in cfg.explicit:
-            given[key] = None
     out = call_builder(entry, cfg, "data", common=COMMON, **given)
     if isinstance(out, Table):
         out = split_table(out, entry.name, cfg["task"], cfg["data.val_split"], cfg["data.test_split"],

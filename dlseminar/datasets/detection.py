@@ -268,8 +268,9 @@ def _touch(a, b, margin: int = 2) -> bool:
 
 
 @DATASETS.register("shapes_det", kind="detection")
-def shapes_det(seed, n_samples=500, noise=None, image_size=None, num_classes=4, channels=3, max_shapes=4):
+def shapes_det(seed, n_samples=500, noise=None, image_size=None, num_classes=None, channels=3, max_shapes=4):
     """Generated scenes of 0-data.max_shapes shapes each, with their boxes and classes (offline detection)."""
+    num_classes = 4 if num_classes is None else num_classes  # data.num_classes: null
     size = image_size or 128
     if not 1 <= num_classes <= len(SHAPES):
         raise ConfigError(f"data.num_classes for shapes_det must be between 1 and {len(SHAPES)} (got {num_classes})")

@@ -149,8 +149,9 @@ def render_shape(rng: np.random.RandomState, kind: str, size: int, channels: int
 
 
 @DATASETS.register("shapes", kind="classification")
-def shapes(seed, n_samples=500, noise=None, image_size=None, num_classes=4, channels=3):
+def shapes(seed, n_samples=500, noise=None, image_size=None, num_classes=None, channels=3):
     """Generated shapes (circle, square, triangle, star, ...) with random colour, size, position and noise."""
+    num_classes = 4 if num_classes is None else num_classes  # data.num_classes: null
     size = image_size or 32
     if not 2 <= num_classes <= len(SHAPES):
         raise ConfigError(f"data.num_classes for shapes must be between 2 and {len(SHAPES)} (got {num_classes})")

@@ -188,7 +188,7 @@ def _class_names(root: Path, num_classes: int | None, top: int) -> list[str]:
     return ["background", *[f"class{i}" for i in range(1, k)]]
 
 
-@DATASETS.register("seg_folder", kind="segmentation", infer=("num_classes",))
+@DATASETS.register("seg_folder", kind="segmentation")
 def seg_folder(root="data", image_size=None, num_classes=None, channels=3, skip_bad=False):
     """Your images and class-index masks: data.root/images/*, data.root/masks/*.png (255 = ignore; classes.txt optional)."""
     if channels not in (1, 3):

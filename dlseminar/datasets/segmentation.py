@@ -86,8 +86,9 @@ def render_scene(rng: np.random.RandomState, kinds: list[int], size: int, channe
 
 
 @DATASETS.register("shapes_seg", kind="segmentation")
-def shapes_seg(seed, n_samples=500, noise=None, image_size=None, num_classes=4, channels=3, max_shapes=4):
+def shapes_seg(seed, n_samples=500, noise=None, image_size=None, num_classes=None, channels=3, max_shapes=4):
     """Generated scenes of 1-4 shapes each and their class masks (background + data.num_classes shapes)."""
+    num_classes = 4 if num_classes is None else num_classes  # data.num_classes: null
     size = image_size or 64
     if not 1 <= num_classes <= len(SHAPES):
         raise ConfigError(f"data.num_classes for shapes_seg must be between 1 and {len(SHAPES)} (got {num_classes})")

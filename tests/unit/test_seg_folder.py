@@ -304,3 +304,17 @@ def test_voc_seg_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setattr(tv_voc, "download_and_extract_archive", offline)
     with pytest.raises(DataError, match=r"downloading voc_seg into .* failed: .*no network here"):
         build("data.name=voc_seg", f"data.root={tmp_path / 'data'}", "data.download=true")
+
+
+def test_explicit_num_classes_above_the_masks_is_kept_through_eval(tmp_path):
+    """data.num_classes: 4 set by the user (masks only hold 0-2) stays 4 in eval: the saved config carries it."""
+    from dlseminar.run import evaluate, train
+
+    make_seg_folder(tmp_path / "d", n=8, size=(24, 20))
+    cfg = config.resolve(sets=["data.name=seg_folder", f"data.root={tmp_path / 'd'}", "data.num_classes=4",
+                               "model.name=unet", "model.depth=1", "model.base_width=2", "train.epochs=1",
+                               "logging.plots=false", f"out={tmp_path / 'run'}"])
+    run_dir, summary = train(cfg)
+    result, details, _ = evaluate(str(run_dir / "best.pt"), "test")
+    assert result == summary["test"]
+    assert len(details[1]) == 4  # one IoU row per class, the unused one included
