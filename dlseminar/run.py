@@ -6,6 +6,7 @@ so a checkpoint (which stores its config) is enough to evaluate or resume.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -19,6 +20,7 @@ from . import registry
 from .config import SCHEMA, Config, resolve
 from .errors import CheckpointError, ConfigError, UserError
 from .datasets import Data, TensorLoader, build_data
+from .engine import amp, distributed
 from .engine import checkpoint as ckpt
 from .engine.optim import LRSchedule, build_optimizer
 from .engine.trainer import Trainer
@@ -27,8 +29,10 @@ from .models import build_model
 from .tasks import Task, build_task
 
 # Keys that `--resume` may change; anything else must match the checkpoint.
+# precision, channels_last, compile and sync_batchnorm are speed settings (like the number of processes,
+# which a resume may change too); train.accumulate changes the optimisation and must match.
 RESUMABLE = ("train.epochs", "train.on_nan", "early_stop.patience", "early_stop.min_delta", "logging.", "checkpoint.", "device",
-             "train.eval_batch_size")
+             "train.eval_batch_size", "train.precision", "train.channels_last", "train.compile", "train.sync_batchnorm")
 
 
 def pick_device(name: str) -> torch.device:
@@ -88,7 +92,7 @@ def build(cfg: Config, stats=None, info=None) -> Setup:
     """Data, task and model for `cfg` (stats/info from a checkpoint when evaluating or resuming)."""
     registry.load_all()
     set_determinism(cfg["train.deterministic"])
-    device = pick_device(cfg["device"])
+    device = distributed.local_device(pick_device(cfg["device"]))  # under torchrun: this process's GPU
     seed_all(cfg["seed"])
     data = build_data(cfg, stats)
     from .datasets.augment import check as check_augment
@@ -154,24 +158,55 @@ def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=
         run_dir = Path(resume).resolve().parent
         ckpt.remove_stale_temps(run_dir)
     setup = build(cfg, saved and saved["data_stats"], saved and saved["data_info"])
-    if cfg["train.batch_size"] == 1 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in setup.model.modules()):
-        raise ConfigError("batch norm needs batches of 2 or more samples; use a larger train.batch_size or turn batch norm off")
+    dist = distributed.init(setup.device)  # None unless torchrun started several processes
+    try:
+        return _train(cfg, setup, dist, saved, run_dir if resume else None, overwrite)
+    finally:
+        if dist is not None:
+            distributed.shutdown()
+
+
+def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
+    main = dist is None or dist.main
+    world = 1 if dist is None else dist.world
+    amp.check(cfg["train.precision"], setup.device, quiet=not main)
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in setup.model.modules())
+    if has_bn and cfg["train.batch_size"] != "full" and cfg["train.batch_size"] < 2 * world and not (world > 1 and cfg["train.sync_batchnorm"]):
+        per = "" if world == 1 else f" per process ({world} processes share train.batch_size)"
+        raise ConfigError(f"batch norm needs batches of 2 or more samples{per}; use a larger train.batch_size or turn batch norm off")
     train_loader = setup.loader("train", train=True)
+    if dist is not None:
+        if not hasattr(train_loader, "shard"):
+            raise ConfigError(f"dataset {cfg['data.name']!r} does not support multi-process training (its loader cannot shard)")
+        train_loader.shard(dist.rank, dist.world)
     val_loader = setup.loader("val")
     opt = build_optimizer(cfg, setup.model)
-    sched = LRSchedule(opt, cfg, len(train_loader), cfg["train.epochs"])
-    if not resume:  # only now that every piece is known to build: no empty run dirs from mistakes
-        run_dir = new_run_dir(cfg, overwrite)
-        ckpt.remove_stale_temps(run_dir)  # --overwrite of a run killed while writing
-    write_config(run_dir / "config.yaml", cfg)
+    sched = LRSchedule(opt, cfg, math.ceil(len(train_loader) / cfg["train.accumulate"]), cfg["train.epochs"])
+    if run_dir is None:  # only now that every piece is known to build: no empty run dirs from mistakes
+        made = None
+        if main:
+            try:
+                made = new_run_dir(cfg, overwrite)
+                ckpt.remove_stale_temps(made)  # --overwrite of a run killed while writing
+            except UserError as e:
+                made = e
+        if dist is not None:  # rank 0 chose the directory (runs/<name>-N); the others learn it
+            made = distributed.broadcast_object(made if main else None)
+        if isinstance(made, UserError):
+            raise made
+        run_dir = made
+    if main:
+        write_config(run_dir / "config.yaml", cfg)
     meta = {"config": cfg.to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
             "num_outputs": setup.task.num_outputs}
-    trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta)
+    trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta, dist=dist)
     if saved:
         trainer.restore(saved)
     t0 = time.perf_counter()
     state = trainer.fit(train_loader, val_loader, cfg["train.epochs"])
     seconds = time.perf_counter() - t0
+    if not main:
+        return run_dir, None  # rank 0 evaluates the test split and writes the summary and plots
 
     es = trainer.es
     use_best = cfg["early_stop.restore_best"] and es.best_state is not None
@@ -179,7 +214,8 @@ def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=
         setup.model.load_state_dict(es.best_state)
     test = {}
     if "test" in setup.data.splits:
-        test = {f"test/{k}": v for k, v in trainer.evaluate(setup.loader("test")).compute().items()}
+        test = {f"test/{k}": v for k, v in evaluate_loader(setup.model, setup.task, setup.loader("test"), setup.device,
+                                                           trainer.autocast).compute().items()}
     best_row = next((r for r in state.history if r["epoch"] == es.best_epoch), {})
     summary = {
         "name": cfg["name"], "task": setup.task.kind, "model": cfg["model.name"], "dataset": cfg["data.name"],
@@ -190,7 +226,7 @@ def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=
         "stop_reason": state.stop_reason, "monitor": trainer.monitor,
         "best": {k: v for k, v in best_row.items() if k.startswith("val/")},
         "test": test, "test_checkpoint": "best.pt" if use_best else "last.pt",
-        "restored_best": use_best, "seconds": round(seconds, 3),
+        "restored_best": use_best, "seconds": round(seconds, 3), "processes": world,
     }
     explain = getattr(setup.model, "explain", None)
     if explain is not None and not setup.data.per_batch and setup.data.info.in_shape[0] <= 32:  # small tables only
@@ -227,7 +263,8 @@ def evaluate(path: str, split: str = "test", sets=(), named=None):
     saved, setup = load_for_inference(path, sets, named)
     if setup.task.num_outputs != saved.get("num_outputs", setup.task.num_outputs):
         raise ConfigError(f"the checkpoint's model has {saved['num_outputs']} outputs; this task needs {setup.task.num_outputs}")
-    metrics = evaluate_loader(setup.model, setup.task, setup.loader(split), setup.device)
+    metrics = evaluate_loader(setup.model, setup.task, setup.loader(split), setup.device,
+                              amp.autocast_args(setup.cfg["train.precision"], setup.device))
     result = {f"{split}/{k}": v for k, v in metrics.compute().items()}
     return result, setup.task.details(metrics), {"checkpoint": str(path), "split": split, "dataset": setup.cfg["data.name"],
                                                  "task": setup.task, "metrics": metrics}

@@ -159,8 +159,12 @@ def split_table(table: Table, name: str, task: str, val_split: float, test_split
 class TensorLoader:
     """Batches of an in-memory (X, y) pair already on the device: no worker, no collate.
 
-    Shuffling uses a generator seeded by (seed, epoch), so an epoch's order is the same
-    after a resume. `batch_size="full"` yields the whole split once (batch gradient descent).
+    A batch is one slice of X (after one gather per epoch when shuffling): no per-sample
+    __getitem__ and no collate, which is what makes small tables and images fast (see
+    benchmarks/batcher.py). Shuffling uses a generator seeded by (seed, epoch), so an epoch's
+    order is the same after a resume. `batch_size="full"` yields the whole split once (batch
+    gradient descent). shard(rank, world) serves one process of several (DDP) its part of
+    every global batch: the same global batches in the same order as one process.
     """
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size, shuffle: bool, seed: int = 0, transform=None,
@@ -170,31 +174,55 @@ class TensorLoader:
         self.n = len(X)
         self.bs = self.n if batch_size == "full" else min(int(batch_size), self.n)
         self.epoch = 0
+        self.rank, self.world = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def shard(self, rank: int, world: int) -> "TensorLoader":
+        """Yield only rank `rank`'s contiguous part of each global batch (sizes differ by at most one)."""
+        if world > 1 and self.bs < world:
+            raise ConfigError(f"train.batch_size {self.bs} is smaller than the {world} processes: "
+                              f"every process needs at least one sample of each batch")
+        self.rank, self.world = rank, world
+        return self
+
+    def _stops(self) -> list[int]:
+        """Ends of the global batches. In training, a last batch too small to split (one sample, or fewer
+        than the processes) is folded into the one before it: batch norm cannot normalise one value
+        per channel, and every process needs a sample. With 1 or 2 processes the batches are the same."""
+        bs, n = self.bs, self.n
+        stops = list(range(bs, n, bs)) + [n]
+        if self.shuffle and bs > 1 and len(stops) > 1 and n - stops[-2] < max(2, self.world):
+            stops.pop(-2)
+        return stops
+
     def __len__(self) -> int:
         k = (self.n + self.bs - 1) // self.bs
-        return k - 1 if self.shuffle and self.bs > 1 and k > 1 and self.n % self.bs == 1 else k
+        rest = self.n - (k - 1) * self.bs
+        return k - 1 if self.shuffle and self.bs > 1 and k > 1 and rest < max(2, self.world) else k
 
     def __iter__(self):
         X, y = self.X, self.y
+        order = None
         if self.shuffle and self.bs < self.n:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            perm = torch.randperm(self.n, generator=g).to(X.device)
-            X, y = X[perm], y[perm]
+            order = torch.randperm(self.n, generator=g)
+        stops = self._stops()
+        if self.world > 1:  # this rank's part of each global batch, gathered once for the epoch
+            if order is None:
+                order = torch.arange(self.n)
+            parts = [order[a:b].tensor_split(self.world)[self.rank] for a, b in zip([0] + stops[:-1], stops)]
+            order = torch.cat(parts)
+            stops = torch.tensor([len(p) for p in parts]).cumsum(0).tolist()
+        if order is not None:
+            order = order.to(X.device)
+            X, y = X[order], y[order]
         t = self.transform
-        bs, n = self.bs, self.n
-        # In training, a last batch of a single sample is folded into the one before it:
-        # batch norm cannot normalise one value per channel (only when batches are > 1).
-        stops = list(range(bs, n, bs)) + [n]
-        if self.shuffle and bs > 1 and len(stops) > 1 and n - stops[-2] == 1:
-            stops.pop(-2)
         start = 0
         for i, stop in enumerate(stops):
             xb, yb = X[start:stop], y[start:stop]
-            if self.augment is not None:
-                xb, yb = self.augment(xb, yb, self.epoch, i)
+            if self.augment is not None:  # each rank draws its own augmentations
+                xb, yb = self.augment(xb, yb, self.epoch, i if self.world == 1 else i * self.world + self.rank)
             yield (xb if t is None else t(xb)), yb
             start = stop

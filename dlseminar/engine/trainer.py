@@ -1,7 +1,8 @@
 """The one training loop for every task.
 
-It knows optimisation only: steps, penalties, clipping, the lr schedule, early stopping,
-checkpoints and logs. What a batch holds and how it is scored is the Task's business.
+It knows optimisation only: steps, penalties, clipping, accumulation, mixed precision, the lr
+schedule, early stopping, checkpoints, logs and DDP. What a batch holds and how it is scored is
+the Task's business.
 """
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import Interrupted
+from ..errors import ConfigError, Interrupted
+from . import amp
 from . import checkpoint as ckpt
+from . import distributed
 from .callbacks import ConsoleLog, EarlyStopping, MetricsCSV
 
 
@@ -37,8 +40,26 @@ def _weight_params(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
 
 
+class _Silent:
+    """The console and CSV logs of a rank other than 0: only rank 0 talks and writes."""
+
+    def write(self, row):
+        pass
+
+    def epoch(self, row, last):
+        pass
+
+    def close(self):
+        pass
+
+
 class Trainer:
-    def __init__(self, model, task, optimizer, schedule, device, cfg, run_dir: Path, ckpt_meta: dict):
+    """`model` is the plain module (its state_dict is what checkpoints hold); `dist` is this process's
+    place among several (distributed.init) or None. The steps call self.net: the model, in
+    DistributedDataParallel under torchrun and compiled with train.compile."""
+
+    def __init__(self, model, task, optimizer, schedule, device, cfg, run_dir: Path, ckpt_meta: dict,
+                 dist: distributed.Dist | None = None):
         self.model, self.task, self.opt, self.sched = model, task, optimizer, schedule
         self.device, self.cfg, self.run_dir, self.meta = device, cfg, Path(run_dir), ckpt_meta
         self.l1, self.l2 = cfg["loss.l1"], cfg["loss.l2"]
@@ -54,6 +75,25 @@ class Trainer:
         self._last_write = -math.inf
         self._write_seconds = 0.0  # how long the last checkpoint write took (spaces the next one)
         self._best_dirty = False  # best weights changed since best.pt was written
+        self.dist, self.main = dist, dist is None or dist.main
+        self.accumulate = cfg["train.accumulate"]
+        self.autocast = amp.autocast_args(cfg["train.precision"], device)  # None for 32: no per-step cost
+        self.scaler = amp.make_scaler(cfg["train.precision"], device)  # fp16 only
+        self.net = self._prepare(model)
+
+    def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What the training steps call. Parameters stay the same objects (the optimizer holds them)."""
+        cfg, net = self.cfg, model
+        self.ddp = None
+        if cfg["train.channels_last"]:
+            model.to(memory_format=torch.channels_last)  # 4-D conv weights; convolutions then keep NHWC activations
+        if self.dist is not None:
+            net = self.ddp = distributed.wrap(model, self.device, cfg["train.sync_batchnorm"])
+            if self.dist.rank:  # its own dropout masks; rank 0 keeps the stream a checkpoint stores
+                torch.manual_seed(distributed.rank_seed(cfg["seed"], self.dist.rank))
+        if cfg["train.compile"]:
+            net = torch.compile(net)
+        return net
 
     # ------------------------------------------------------------------ steps
     def penalty(self) -> torch.Tensor | float:
@@ -72,54 +112,124 @@ class Trainer:
         a time in a fixed order, so an epoch cut by a checkpoint and resumed adds up to exactly
         the same float as an uninterrupted one. Returns True when the pass finished; False when
         a signal or a non-finite loss (train.on_nan: stop) ended it early.
+
+        With train.accumulate = k, the gradients of k batches (each loss / k; the epoch's last
+        group may be shorter) add up before one optimizer step. Checkpoints and interrupts fall
+        between optimizer steps only, so a resume never needs half-accumulated gradients. Under
+        DDP, one small all-reduce per batch (_agree) gives every rank the global loss, sample
+        count, non-finite flag and any signal, so all ranks take the same decisions.
         """
-        model, task, opt, sched, s = self.model, self.task, self.opt, self.sched, self.state
-        model.train()
+        net, task, opt, sched, s = self.net, self.task, self.opt, self.sched, self.state
+        net.train()
         penalize, clip, per_step = bool(self.weights), self.clip, sched.per_step
         every = self.cfg["checkpoint.every_n_steps"]
         skip_nan = self.cfg["train.on_nan"] == "skip"
+        cast, scaler, dist, ddp, k = self.autocast, self.scaler, self.dist, self.ddp, self.accumulate
+        last = len(loader) - 1 if k > 1 else 0
         acc = torch.tensor(s.partial_loss[0], dtype=torch.float64, device=self.device)
         count = s.partial_loss[1]
+        g_loss, g_n, g_bad, stop = None, 0, False, False  # the optimizer step being accumulated
         for i, batch in enumerate(loader):
             if i < skip:
                 continue
-            loss, n = task.training_step(model, batch)
-            total = loss + self.penalty() if penalize else loss
-            # non-finite loss: caught before it reaches the weights (one host sync per step)
-            bad = not bool(torch.isfinite(total))
-            if not bad:
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                if skip_nan:  # the loss can be finite while a gradient overflows
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip or math.inf)
-                    bad = not bool(torch.isfinite(norm))
-                elif clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            end = k == 1 or (i + 1) % k == 0 or i == last  # this batch completes an optimizer step
+            if ddp is not None:
+                ddp.require_backward_grad_sync = end  # DDP's no_sync(): all-reduce gradients once per step
+            if cast is None:
+                loss, n = task.training_step(net, batch)
+            else:
+                with torch.autocast(cast[0], dtype=cast[1]):
+                    loss, n = task.training_step(net, batch)
+            pen = self.penalty() if penalize else None
+            total = loss if pen is None else loss + pen
+            if dist is None:
+                # non-finite loss: caught before it reaches the weights (one host sync per step)
+                bad = not bool(torch.isfinite(total))
+                step_loss, step_n = None, n
+            else:
+                bad, step_loss, step_n, stop = self._agree(loss, total, n)
+            if not bad and not g_bad:
+                if k == 1 or i % k == 0:
+                    opt.zero_grad(set_to_none=True)
+                if dist is not None:  # this rank's share of the global batch: DDP's mean becomes the global mean
+                    total = loss * (n * dist.world / step_n) + (0.0 if pen is None else pen)
+                if k > 1:
+                    total = total / min(k, last + 1 - i + i % k)  # batches in this step
+                (total if scaler is None else scaler.scale(total)).backward()
             if bad and not skip_nan:
                 s.diverged = f"the training loss is not finite at epoch {s.epoch + 1}, step {i + 1}"
                 s.partial_loss = [float(acc), count]
                 return False
             if bad:
+                g_bad = True
+            else:
+                step_loss = loss.detach().double() * n if step_loss is None else step_loss
+                g_loss = step_loss if g_loss is None else g_loss + step_loss
+                g_n += step_n
+            if not end:
+                continue
+            if not g_bad:
+                if scaler is not None and (clip or skip_nan):
+                    scaler.unscale_(opt)
+                if skip_nan:  # the loss can be finite while a gradient overflows
+                    norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip or math.inf)
+                    # with fp16 an overflow is the GradScaler's business: it skips the update and lowers its scale
+                    g_bad = scaler is None and not bool(torch.isfinite(norm))
+                elif clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            stepped = not g_bad
+            if g_bad:
                 s.nan_skips += 1  # the step is dropped: no update, no lr step, no loss counted
                 opt.zero_grad(set_to_none=True)
             else:
-                opt.step()
+                if scaler is None:
+                    opt.step()
+                else:
+                    scaler.step(opt)
+                    scaler.update()
                 if per_step:
                     sched.step()
                 s.step += 1
-                acc += loss.detach().double() * n
-                count += n
-            if self._signal is not None or (every and not bad and s.step % every == 0):
+                acc += g_loss
+                count += g_n
+            g_loss, g_n, g_bad = None, 0, False
+            stop = stop if dist is not None else self._signal is not None
+            if stop or (every and stepped and s.step % every == 0):
                 s.partial_loss, s.batch_in_epoch = [float(acc), count], i + 1
-                if self._signal is not None:
+                if stop:
                     return False
                 self.save(force=True)  # a step-level checkpoint: resume continues after batch i
                 s.batch_in_epoch = 0
         s.partial_loss = [float(acc), count]
         return True
 
+    def _agree(self, loss, total, n: int):
+        """DDP: one all-reduce of (loss * samples, samples, non-finite, SIGINT, SIGTERM) over the ranks.
+
+        Returns (non-finite on any rank, global loss sum, global samples, a signal on any rank);
+        a rank that learns of another's signal takes it as its own.
+        """
+        sig = self._signal
+        stats = torch.tensor([0.0, n, 0.0, sig == signal.SIGINT, sig == signal.SIGTERM], dtype=torch.float64,
+                             device=self.device)
+        stats[0] = loss.detach().double() * n
+        stats[2] = (~torch.isfinite(total.detach())).double()
+        loss_sum, n_all, bad, sigint, sigterm = distributed.all_sum(stats).tolist()
+        if (sigint or sigterm) and self._signal is None:
+            self._signal = signal.SIGTERM if sigterm else signal.SIGINT
+        return bad > 0, loss_sum, int(n_all), bool(sigint or sigterm)
+
+    def _agreed_signal(self) -> bool:
+        """Whether a signal arrived, on this rank or (under DDP) on any."""
+        if self.dist is None:
+            return self._signal is not None
+        _, _, _, stop = self._agree(torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0)
+        return stop
+
     def evaluate(self, loader):
-        return evaluate(self.model, self.task, loader, self.device)
+        if self.dist is not None:  # every rank scores the whole split with rank 0's weights and buffers
+            distributed.sync_buffers(self.model)
+        return evaluate(self.model, self.task, loader, self.device, self.autocast)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, best: bool = False) -> dict:
@@ -135,6 +245,7 @@ class Trainer:
                 "scheduler": self.sched.state_dict(), "early_stopping": self.es.state_dict(best_is_current),
                 "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
                 "partial_loss": list(s.partial_loss), "nan_skips": s.nan_skips, "history": s.history, "stop_reason": s.stop_reason,
+                "scaler": None if self.scaler is None else self.scaler.state_dict(),
                 "rng": ckpt.rng_state(), "metrics": s.history[-1] if s.history else {}}
 
     def write_interval(self) -> float:
@@ -157,7 +268,9 @@ class Trainer:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def save(self, force: bool = False) -> bool:
-        """Write last.pt (and best.pt when it changed), at most every write_interval() seconds."""
+        """Write last.pt (and best.pt when it changed), at most every write_interval() seconds (rank 0 only)."""
+        if not self.main:
+            return False
         now = time.perf_counter()
         if not force and now - self._last_write < self.write_interval():
             return False
@@ -180,14 +293,21 @@ class Trainer:
         self.state = FitState(epoch=d["epoch"], step=d["step"], batch_in_epoch=d.get("batch_in_epoch", 0),
                               partial_loss=list(d.get("partial_loss", [0.0, 0])), history=list(d["history"]),
                               nan_skips=d.get("nan_skips", 0))
-        ckpt.set_rng_state(d["rng"])
+        if self.scaler is not None and d.get("scaler"):
+            self.scaler.load_state_dict(d["scaler"])
+        ckpt.set_rng_state(d["rng"])  # rank 0's: with several processes only rank 0 continues its stream exactly
+        if self.dist is not None and self.dist.rank:
+            torch.manual_seed(distributed.rank_seed(self.cfg["seed"], self.dist.rank, d["step"]))
 
     # ------------------------------------------------------------------ the loop
     def fit(self, train_loader, val_loader, epochs: int) -> FitState:
         s = self.state
-        csv_log = MetricsCSV(self.run_dir / "metrics.csv", s.history)
         keys = list(dict.fromkeys(["train/loss", "val/loss", self.task.monitor, self.monitor]))
-        console = ConsoleLog(epochs, s.epoch, self.cfg["logging.every_epochs"], keys)
+        if self.main:
+            csv_log = MetricsCSV(self.run_dir / "metrics.csv", s.history)
+            console = ConsoleLog(epochs, s.epoch, self.cfg["logging.every_epochs"], keys)
+        else:
+            csv_log = console = _Silent()
         old = self._install_signals()
         # the first periodic write comes min_interval_s after the start (end and interrupt writes are forced)
         self._last_write = time.perf_counter()
@@ -196,10 +316,15 @@ class Trainer:
                 t0 = time.perf_counter()
                 train_loader.set_epoch(epoch)
                 skip, s.batch_in_epoch = s.batch_in_epoch, 0
-                finished = self.train_epoch(train_loader, skip)
+                try:
+                    finished = self.train_epoch(train_loader, skip)
+                except Exception as e:
+                    if self.cfg["train.compile"] and _compile_error(e):
+                        raise ConfigError(f"train.compile failed ({type(e).__name__}: {_first_line(e)}); "
+                                          f"train without it (train.compile: false)") from None
+                    raise
                 if not finished and s.diverged is None:  # a signal: keep the partial epoch and leave
-                    self.save(force=True)
-                    raise Interrupted(self._signal, self.run_dir / "last.pt")
+                    self._interrupted()
                 loss_sum, n = s.partial_loss
                 s.partial_loss, s.batch_in_epoch = [0.0, 0], 0
                 val = self.evaluate(val_loader).compute()
@@ -210,6 +335,8 @@ class Trainer:
                 row.update({f"train/{k}": v for k, v in self.task.train_logs().items()})  # e.g. loss parts
                 row.update({f"val/{k}": v for k, v in val.items()})
                 row["seconds"] = time.perf_counter() - t0
+                if self.dist is not None:  # rank 0's row on every rank: one early-stopping decision
+                    row = distributed.broadcast_object(row)
                 s.history.append(row)
                 s.epoch = epoch
                 reason = None
@@ -228,9 +355,8 @@ class Trainer:
                 if last:
                     s.stop_reason = reason or f"reached train.epochs ({epochs})"
                 self.save(force=last)
-                if self._signal is not None:
-                    self.save(force=True)
-                    raise Interrupted(self._signal, self.run_dir / "last.pt")
+                if self._agreed_signal():
+                    self._interrupted()
                 if last:
                     break
             if s.stop_reason is None:  # resumed a run that had already finished
@@ -240,6 +366,13 @@ class Trainer:
             csv_log.close()
             self._restore_signals(old)
         return s
+
+    def _interrupted(self):
+        """Write last.pt (rank 0; the other ranks wait for it) and leave with the signal's exit code."""
+        self.save(force=True)
+        if self.dist is not None:
+            distributed.barrier()
+        raise Interrupted(self._signal, self.run_dir / "last.pt")
 
     def _install_signals(self):
         import threading
@@ -264,13 +397,30 @@ class Trainer:
 
 
 @torch.inference_mode()
-def evaluate(model, task, loader, device):
-    """Task metrics over a whole split in eval mode (the metrics object, for details)."""
+def evaluate(model, task, loader, device, autocast: tuple | None = None):
+    """Task metrics over a whole split in eval mode (the metrics object, for details).
+
+    autocast: (device_type, dtype) from amp.autocast_args to evaluate in bf16/fp16, None for float32."""
     model.eval()
     metrics = task.new_metrics(device)
-    for batch in loader:
-        task.eval_step(model, batch, metrics)
+    if autocast is None:
+        for batch in loader:
+            task.eval_step(model, batch, metrics)
+    else:
+        with torch.autocast(autocast[0], dtype=autocast[1]):
+            for batch in loader:
+                task.eval_step(model, batch, metrics)
     return metrics
+
+
+def _compile_error(e: BaseException) -> bool:
+    """An error raised by torch.compile's machinery (dynamo, inductor, a missing compiler), not by the model."""
+    return any(c.__module__.startswith(("torch._dynamo", "torch._inductor")) for c in type(e).__mro__)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
 def _finite(model: torch.nn.Module) -> bool:
