@@ -88,22 +88,43 @@ class Setup:
                                 augment=self.cfg["data.augment"] if train else ())
 
 
-def build(cfg: Config, stats=None, info=None) -> Setup:
-    """Data, task and model for `cfg` (stats/info from a checkpoint when evaluating or resuming)."""
+def build(cfg: Config, stats=None, info=None, load_data: bool = True) -> Setup:
+    """Data, task and model for `cfg` (stats/info from a checkpoint when evaluating or resuming).
+
+    load_data=False (predicting from a checkpoint): no dataset is read; the checkpoint's data
+    description and normalisation stats are all that new inputs need.
+    """
     registry.load_all()
     set_determinism(cfg["train.deterministic"])
     device = distributed.local_device(pick_device(cfg["device"]))  # under torchrun: this process's GPU
     seed_all(cfg["seed"])
-    data = build_data(cfg, stats)
-    from .datasets.augment import check as check_augment
+    if load_data:
+        data = build_data(cfg, stats)
+        from .datasets.augment import check as check_augment
 
-    check_augment(cfg["data.augment"], data.info.kind, data.per_batch)
-    if info is not None:
-        _check_compatible(info, data.info)
+        check_augment(cfg["data.augment"], data.info.kind, data.per_batch)
+        if info is not None:
+            _check_compatible(info, data.info)
+    else:
+        data = _described_data(info, stats)
     task = build_task(cfg, data.info)
     torch.manual_seed(cfg["seed"])  # weight init does not depend on how much the data drew
     model = build_model(cfg, data.info.in_shape, task.num_outputs, task.output_kind).to(device)
     return Setup(cfg, data, task, model, device)
+
+
+def _described_data(info: dict, stats: dict) -> Data:
+    """A Data with no samples: what the checkpoint says about its inputs, for predicting on new files."""
+    from dataclasses import fields
+
+    from .datasets.base import DataInfo
+
+    known = {f.name for f in fields(DataInfo)}
+    d = DataInfo(**{k: v for k, v in info.items() if k in known})
+    d.in_shape = tuple(d.in_shape)
+    data = Data(info=d, splits={}, stats=dict(stats), per_batch=len(d.in_shape) == 3)
+    data.palette = stats.get("palette")
+    return data
 
 
 def _check_compatible(saved: dict, now) -> None:
@@ -270,11 +291,11 @@ def evaluate(path: str, split: str = "test", sets=(), named=None):
                                                  "task": setup.task, "metrics": metrics}
 
 
-def load_for_inference(path: str, sets=(), named=None) -> tuple[dict, Setup]:
-    """A checkpoint's model in eval mode with its task and data description (no data loaded twice)."""
+def load_for_inference(path: str, sets=(), named=None, load_data: bool = True) -> tuple[dict, Setup]:
+    """A checkpoint's model in eval mode with its task and data (only its description without load_data)."""
     saved = ckpt.load(path)
     cfg = resolve(base=saved["config"], sets=sets, named=named or {})
-    setup = build(cfg, saved["data_stats"], saved["data_info"])
+    setup = build(cfg, saved["data_stats"], saved["data_info"], load_data=load_data)
     try:
         setup.model.load_state_dict(saved["model"])
     except (RuntimeError, KeyError, TypeError) as e:
@@ -290,7 +311,7 @@ def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None 
     size). With `out`, the task also writes its files there (annotated images, masks)."""
     from .datasets.imageio import image_files, load_image
 
-    saved, setup = load_for_inference(path, sets)
+    saved, setup = load_for_inference(path, sets, load_data=False)  # new files need no dataset
     info, task = setup.data.info, setup.task
     if len(info.in_shape) != 3 or not task.predicts_images:
         raise ConfigError(f"{path!r} is a {info.kind} model on {info.in_shape} inputs; "

@@ -56,8 +56,11 @@ def split_seg(seg: SegImages, name: str, val_split: float, test_split: float, st
     stats = fit_stats(name, in_shape, splits["train"][0], seg.scale, standardize, stats)
     info = DataInfo(name=name, kind="segmentation", in_shape=in_shape, num_classes=len(seg.class_names),
                     class_names=list(seg.class_names))
-    data = Data(info=info, splits=splits, stats=dict(stats), per_batch=True)
-    data.palette = seg.palette  # not part of DataInfo (the checkpoint's schema): rebuilt with the data
+    stats = dict(stats)
+    if seg.palette is not None and "palette" not in stats:
+        stats["palette"] = seg.palette  # stored with the stats, so `dlsem predict` needs no data files
+    data = Data(info=info, splits=splits, stats=stats, per_batch=True)
+    data.palette = stats.get("palette")
     return data
 
 

@@ -318,3 +318,24 @@ def test_explicit_num_classes_above_the_masks_is_kept_through_eval(tmp_path):
     result, details, _ = evaluate(str(run_dir / "best.pt"), "test")
     assert result == summary["test"]
     assert len(details[1]) == 4  # one IoU row per class, the unused one included
+
+
+def test_predict_needs_no_dataset_files_and_keeps_their_palette(tmp_path):
+    """The checkpoint carries the data description, the stats and the masks' palette: predicting on
+    new images reads nothing of the training data (VOC would mean decoding ~2,900 files)."""
+    import shutil
+
+    from dlseminar.run import predict_images, train
+
+    make_seg_folder(tmp_path / "d", n=8, size=(24, 20), palette=True)
+    want = Image.open(next((tmp_path / "d/masks").iterdir())).getpalette()[: 3 * 3]
+    probe = tmp_path / "new.png"
+    Image.fromarray(np.zeros((31, 17, 3), np.uint8)).save(probe)
+    cfg = config.resolve(sets=["data.name=seg_folder", f"data.root={tmp_path / 'd'}", "model.name=unet",
+                               "model.depth=1", "model.base_width=2", "train.epochs=1", "logging.plots=false",
+                               f"out={tmp_path / 'run'}"])
+    run_dir, _ = train(cfg)
+    shutil.rmtree(tmp_path / "d")
+    results, _, _ = predict_images(str(run_dir / "best.pt"), [str(probe)], out=tmp_path / "pred")
+    mask = Image.open(tmp_path / "pred/new_mask.png")
+    assert mask.size == (17, 31) and mask.getpalette()[: 3 * 3] == want
