@@ -116,7 +116,7 @@ def _resnet_body(model) -> tuple[nn.Sequential, list[str]]:
 
 
 # Which part of each zoo family is the detector's backbone (no if/elif over names).
-BODIES = {"cnn": lambda m: _sequential_body(m), "resnet": _resnet_body, "vgg": lambda m: _sequential_body(m.features),
+BODIES = {"cnn": _sequential_body, "resnet": _resnet_body, "vgg": lambda m: _sequential_body(m.features),
           "alexnet": lambda m: _sequential_body(m.features)}
 BACKBONES = ("cnn", "resnet18", "resnet34", "resnet50", "alexnet",
              *[f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")])
@@ -130,6 +130,9 @@ def _zoo_body(name: str, shape, options: dict) -> tuple[nn.Module, list[str]]:
         raise ConfigError(f"model.backbone {name!r} is not one of {', '.join(BACKBONES)}{suggest(name, BACKBONES)}")
     entry = MODELS.get(name)
     params = inspect.signature(entry.fn).parameters
+    if options.get("pretrained") and "pretrained" not in params:
+        raise ConfigError(f"model.pretrained: backbone {name!r} has no pretrained weights (it is ours); "
+                          f"use resnet*, vgg* or alexnet, or set model.pretrained=false")
     classifier = entry.fn(in_shape=shape, num_outputs=1, output_kind="scores",
                           **{k: v for k, v in options.items() if k in params})
     family = next(f for f in BODIES if name.startswith(f))

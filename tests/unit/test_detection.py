@@ -406,6 +406,9 @@ def test_detector_and_data_mismatches_are_config_errors():
     with pytest.raises(ConfigError, match="one size per pyramid level"):
         build_model(config.resolve(sets=["model.name=rcnn_resnet18_fpn", "model.anchor_sizes=[16,32]"]),
                     (3, 64, 64), 3, "detections")
+    with pytest.raises(ConfigError, match="backbone 'cnn' has no pretrained weights"):
+        build_model(config.resolve(sets=["model.name=rcnn_cnn", "model.pretrained=true"]), (3, 64, 64), 3,
+                    "detections")
     with pytest.raises(ConfigError, match="model.backbone 'resnet19'"):
         build_model(config.resolve(sets=["model.name=fasterrcnn", "model.backbone=resnet19"]), (3, 64, 64), 3,
                     "detections")
