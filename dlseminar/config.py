@@ -132,6 +132,7 @@ SCHEMA: dict[str, Key] = {
     "train.channels_last": Key(False, "bool", "image models: NHWC memory layout for weights and conv activations (often faster with bf16/fp16 or on GPUs)"),
     "train.compile": Key(False, "bool", "torch.compile the model for training (slow first steps while it compiles; needs a C++ compiler on CPU)"),
     "train.sync_batchnorm": Key(False, "bool", "multi-process (torchrun) runs: batch-norm statistics over the global batch (SyncBatchNorm; CUDA only)"),
+    "train.health": Key(False, "bool", "per epoch: per-layer gradient norms, dead ReLU units, weight histograms, near-zero weights (summary.json health, plots/health.png)"),
     # --- loss
     "loss.name": Key("auto", "str", "ce | bce | mse | mae | huber | nll | auto (ce for classification, mse for regression)"),
     "loss.label_smoothing": Key(0.0, "float", "ce: label smoothing", _frac),

@@ -371,3 +371,134 @@ def seg_predictions(path: Path, X: torch.Tensor, masks: torch.Tensor, preds: tor
     fig.tight_layout(rect=(0, legend_h / height, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def compare(path: Path, runs: list[dict], monitor: str) -> None:
+    """Learning curves of several runs overlaid, one colour per run: the monitored metric, and the
+    validation (solid) and training (dashed) loss. runs: [{"label", "history": [row, ...], "status"}]."""
+    plt = _plt()
+    import math
+
+    metric_panel = monitor not in ("val/loss", "train/loss")
+    fig, axes = plt.subplots(1, 2 if metric_panel else 1, figsize=(13 if metric_panel else 7, 4.8), squeeze=False)
+    cmap = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
+    loss_ax = axes[0][-1]
+    losses = []
+    for i, r in enumerate(runs):
+        color = cmap(i % cmap.N)
+        label = r["label"] if r.get("status") in (None, "finished", "early stop") else f"{r['label']} ({r['status']})"
+        epochs = [row.get("epoch") for row in r["history"]]
+        if metric_panel:
+            axes[0][0].plot(epochs, [row.get(monitor, math.nan) for row in r["history"]], color=color, label=label)
+        for key, ls in (("val/loss", "-"), ("train/loss", "--")):
+            ys = [row.get(key, math.nan) for row in r["history"]]
+            losses += [y for y in ys if isinstance(y, float) and math.isfinite(y) and y > 0]
+            loss_ax.plot(epochs, ys, color=color, ls=ls, label=label if not metric_panel and key == "val/loss" else None)
+        if r.get("status") == "diverged" and r["history"]:  # where it blew up
+            loss_ax.axvline(r["history"][-1].get("epoch", 0), color=color, ls=":", lw=1)
+    if losses and max(losses) / min(losses) > 50:  # a diverging run would flatten every other curve
+        loss_ax.set_yscale("log")
+    loss_ax.plot([], [], color="gray", ls="-", label="val/loss")
+    loss_ax.plot([], [], color="gray", ls="--", label="train/loss")
+    loss_ax.set_title("loss")
+    if metric_panel:
+        axes[0][0].set_title(monitor)
+        axes[0][0].set_ylabel(monitor)
+    for ax in axes[0]:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    (axes[0][0]).legend(fontsize=7, loc="best")
+    if metric_panel:
+        loss_ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def lr_find(path: Path, lrs: list[float], smoothed: list[float], raw: list[float], suggestion: float | None,
+            rule: str, others: dict[str, float] | None = None) -> None:
+    """The learning-rate range test: loss against the learning rate (log x), the suggestion marked."""
+    plt = _plt()
+    import math
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(lrs, raw, color="lightgray", lw=0.8, label="loss per step")
+    ax.plot(lrs, smoothed, color="C0", lw=1.8, label="smoothed loss")
+    finite = [v for v in smoothed if math.isfinite(v)]
+    if finite:
+        lo, first = min(finite), finite[0]
+        ax.set_ylim(lo - 0.1 * abs(first - lo) - 1e-3, max(first, lo) + 0.6 * abs(first - lo) + 1e-3)
+    for i, (name, lr) in enumerate((others or {}).items()):
+        ax.axvline(lr, color=f"C{i + 2}", ls=":", lw=1, label=f"{name}: {lr:.2g}")
+    if suggestion is not None:
+        ax.axvline(suggestion, color="C3", ls="--", lw=1.5, label=f"suggested lr {suggestion:.2g} ({rule})")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("learning-rate range test")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def health(path: Path, h: dict, summary: dict | None = None) -> None:
+    """Training health (health.py): gradient norm by layer depth, dead ReLU units, near-zero weights,
+    weight histograms of the last epoch."""
+    plt = _plt()
+    import math
+
+    layers, epochs = h["layers"], h["epochs"]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    ax = axes[0][0]  # the vanishing-gradient picture: norm against depth, a few epochs
+    picks = sorted({0, len(epochs) // 2, len(epochs) - 1}) if epochs else []
+    for j in picks:
+        ys = [h["grad_norm"][n][j] for n in layers]
+        ax.plot(range(1, len(layers) + 1), ys, marker="o", label=f"epoch {epochs[j]}")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_title("gradient norm per weight matrix (mean over the epoch's steps)")
+    if h.get("first_to_last_grad"):
+        r = h["first_to_last_grad"][0]
+        ax.text(0.02, 0.03, f"epoch {epochs[0]}: first / last layer = {r:.2g}", transform=ax.transAxes, fontsize=8)
+    if len(layers) <= 16:
+        ax.set_xticks(range(1, len(layers) + 1), [n.removesuffix(".weight") for n in layers], rotation=45,
+                      ha="right", fontsize=7)
+    ax = axes[0][1]
+    if h["relu_layers"]:
+        for n in h["relu_layers"]:
+            ax.plot(epochs, h["dead_relu"][n], label=n)
+        ax.set_ylim(-0.02, 1.02)
+    else:
+        ax.text(0.5, 0.5, "no ReLU layers", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.set_title(f"dead ReLU units (0 for all {h['probe_samples']} probe samples)")
+    ax = axes[1][0]
+    ax.plot(epochs, h["near_zero_all"], color="k", lw=2, label="all weights")
+    for n in layers if len(layers) <= 12 else []:
+        ax.plot(epochs, h["near_zero"][n], lw=0.8, label=n.removesuffix(".weight"))
+    ax.set_xlabel("epoch")
+    ax.set_title(f"share of near-zero weights (|w| < {h['threshold']:g})")
+    ax = axes[1][1]
+    show = layers if len(layers) <= 6 else [layers[round(i * (len(layers) - 1) / 5)] for i in range(6)]
+    for n in show:
+        last = h["weight_hist"][n][-1] if h["weight_hist"][n] else None
+        if not last or not last["max"] or not math.isfinite(last["max"]):
+            continue
+        k = len(last["counts"])
+        edges = [-last["max"] + 2 * last["max"] * i / k for i in range(k + 1)]
+        total = sum(last["counts"]) or 1
+        ax.stairs([c / total for c in last["counts"]], edges, label=n.removesuffix(".weight"))
+    ax.set_yscale("log")
+    ax.set_xlabel("weight value")
+    ax.set_title(f"weight histograms, epoch {epochs[-1] if epochs else '-'}")
+    for a in axes.flat:
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
+    if summary:
+        fig.suptitle(f"{summary.get('name', '')}: training health", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -220,7 +220,13 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
         write_config(run_dir / "config.yaml", cfg)
     meta = {"config": cfg.to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
             "num_outputs": setup.task.num_outputs}
-    trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta, dist=dist)
+    observers = []
+    if cfg["train.health"]:  # gradient norms, dead ReLUs, weight histograms (health.py)
+        from .health import Health
+
+        observers.append(Health.for_setup(setup, opt))
+    trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta, dist=dist,
+                      observers=observers)
     if saved:
         trainer.restore(saved)
     t0 = time.perf_counter()
@@ -244,11 +250,13 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
         "params": sum(p.numel() for p in setup.model.parameters()),
         "epochs_run": state.epoch, "best_epoch": es.best_epoch,
         "stopped_early": state.stop_reason is not None and not state.stop_reason.startswith("reached"),
-        "stop_reason": state.stop_reason, "monitor": trainer.monitor,
+        "stop_reason": state.stop_reason, "monitor": trainer.monitor, "mode": trainer.mode,
         "best": {k: v for k, v in best_row.items() if k.startswith("val/")},
         "test": test, "test_checkpoint": "best.pt" if use_best else "last.pt",
         "restored_best": use_best, "seconds": round(seconds, 3), "processes": world,
     }
+    if observers:
+        summary["health"] = observers[0].summary()
     explain = getattr(setup.model, "explain", None)
     if explain is not None and not setup.data.per_batch and setup.data.info.in_shape[0] <= 32:  # small tables only
         summary.update(explain(setup.data.stats.get("mean"), setup.data.stats.get("std")))
@@ -276,6 +284,9 @@ def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: dict) 
     plots.curves(folder / "curves.png", history, summary)
     written = ["curves.png"]
     written += setup.task.plots(folder, setup.model, setup.data, setup.device)
+    if summary.get("health"):
+        plots.health(folder / "health.png", summary["health"], summary)
+        written.append("health.png")
     return [f"plots/{w}" for w in written]
 
 

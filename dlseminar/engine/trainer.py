@@ -59,7 +59,7 @@ class Trainer:
     DistributedDataParallel under torchrun and compiled with train.compile."""
 
     def __init__(self, model, task, optimizer, schedule, device, cfg, run_dir: Path, ckpt_meta: dict,
-                 dist: distributed.Dist | None = None):
+                 dist: distributed.Dist | None = None, observers=()):
         self.model, self.task, self.opt, self.sched = model, task, optimizer, schedule
         self.device, self.cfg, self.run_dir, self.meta = device, cfg, Path(run_dir), ckpt_meta
         self.l1, self.l2 = cfg["loss.l1"], cfg["loss.l2"]
@@ -80,6 +80,9 @@ class Trainer:
         self.autocast = amp.autocast_args(cfg["train.precision"], device)  # None for 32: no per-step cost
         self.scaler = amp.make_scaler(cfg["train.precision"], device)  # fp16 only
         self.net = self._prepare(model)
+        # observers (e.g. health.Health): epoch_end(epoch, model, row) after each epoch's validation, and
+        # state_dict()/load_state_dict() carried in last.pt; per-step work they do through their own hooks
+        self.observers = list(observers)
 
     def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """What the training steps call. Parameters stay the same objects (the optimizer holds them)."""
@@ -246,7 +249,8 @@ class Trainer:
                 "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
                 "partial_loss": list(s.partial_loss), "nan_skips": s.nan_skips, "history": s.history, "stop_reason": s.stop_reason,
                 "scaler": None if self.scaler is None else self.scaler.state_dict(),
-                "rng": ckpt.rng_state(), "metrics": s.history[-1] if s.history else {}}
+                "rng": ckpt.rng_state(), "metrics": s.history[-1] if s.history else {},
+                **({"observers": [ob.state_dict() for ob in self.observers]} if self.observers else {})}
 
     def write_interval(self) -> float:
         """Seconds between periodic writes: checkpoint.min_interval_s, and long enough that writing
@@ -295,6 +299,8 @@ class Trainer:
                               nan_skips=d.get("nan_skips", 0))
         if self.scaler is not None and d.get("scaler"):
             self.scaler.load_state_dict(d["scaler"])
+        for ob, st in zip(self.observers, d.get("observers") or []):
+            ob.load_state_dict(st)
         ckpt.set_rng_state(d["rng"])  # rank 0's: with several processes only rank 0 continues its stream exactly
         if self.dist is not None and self.dist.rank:
             torch.manual_seed(distributed.rank_seed(self.cfg["seed"], self.dist.rank, d["step"]))
@@ -333,6 +339,8 @@ class Trainer:
                 if self.cfg["train.on_nan"] == "skip":
                     row["train/skipped_steps"] = s.nan_skips
                 row.update({f"train/{k}": v for k, v in self.task.train_logs().items()})  # e.g. loss parts
+                for ob in self.observers:
+                    ob.epoch_end(epoch, self.model, row)
                 row.update({f"val/{k}": v for k, v in val.items()})
                 row["seconds"] = time.perf_counter() - t0
                 if self.dist is not None:  # rank 0's row on every rank: one early-stopping decision
