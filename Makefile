@@ -20,9 +20,11 @@ demo: $(STAMP)  ## train the embedded default (an MLP on the bundled digits) and
 test: $(STAMP)  ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)  ## Trainer vs hand-written loops: MLP on digits, resnet18 on shapes; data pipeline rate
+bench: $(STAMP)  ## Trainer vs hand-written loops (MLP, resnet18), data pipeline rate, in-memory batcher vs DataLoader, bf16/channels_last
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/image_throughput.py
+	$(BIN)/python benchmarks/batcher.py
+	$(BIN)/python benchmarks/precision.py
 
 lessons: $(LESSONS)  ## run every lesson recipe in configs/
 

@@ -217,7 +217,7 @@ class TensorLoader:
             stops = torch.tensor([len(p) for p in parts]).cumsum(0).tolist()
         if order is not None:
             order = order.to(X.device)
-            X, y = X[order], y[order]
+            X, y = _take(X, order), _take(y, order)
         t = self.transform
         start = 0
         for i, stop in enumerate(stops):
@@ -226,3 +226,9 @@ class TensorLoader:
                 xb, yb = self.augment(xb, yb, self.epoch, i if self.world == 1 else i * self.world + self.rank)
             yield (xb if t is None else t(xb)), yb
             start = stop
+
+
+def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """t[idx] along the first dimension, as index_select on an (N, -1) view: one row copy per
+    sample (for uint8 images about 25x faster than advanced indexing on the 4-D tensor)."""
+    return t.reshape(len(t), -1).index_select(0, idx).view((len(idx),) + tuple(t.shape[1:]))

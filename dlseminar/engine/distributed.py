@@ -160,7 +160,7 @@ def launch(args: list[str], nproc: int) -> int:
     env = dict(os.environ)
     if "OMP_NUM_THREADS" not in env:  # torchrun would set 1 (with a warning); share the cores instead
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    cmd = [sys.executable, "-m", "dlseminar.engine.distributed", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "dlseminar", *args]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     got: list[int] = []
@@ -184,3 +184,29 @@ def launch(args: list[str], nproc: int) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     return 128 + got[0] if got else rc
+
+
+def _torchrun(argv: list[str]) -> int:
+    """torchrun, minus its traceback when a worker fails: the worker has already said why in one
+    `error:` line. Returns the first failed worker's exit status (128 + N for a signal N)."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    for name in list(logging.Logger.manager.loggerDict):  # its loggers set their own levels (LOGLEVEL)
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as e:
+        code = e.get_first_failure()[1].exitcode
+        return 128 - code if code < 0 else code
+    except SignalException as e:
+        return 128 + int(e.sigval)
+    return 0
+
+
+if __name__ == "__main__":  # what launch() starts: python -m dlseminar.engine.distributed <torchrun arguments>
+    sys.exit(_torchrun(sys.argv[1:]))

@@ -90,6 +90,7 @@ class Trainer:
         self.ddp = None
         if cfg["train.channels_last"]:
             model.to(memory_format=torch.channels_last)  # 4-D conv weights; convolutions then keep NHWC activations
+            model.register_forward_pre_hook(_nhwc_inputs)  # and the images arrive NHWC (the batch itself is not read)
         if self.dist is not None:
             net = self.ddp = distributed.wrap(model, self.device, cfg["train.sync_batchnorm"])
             if self.dist.rank:  # its own dropout masks; rank 0 keeps the stream a checkpoint stores
@@ -419,6 +420,12 @@ def evaluate(model, task, loader, device, autocast: tuple | None = None):
             for batch in loader:
                 task.eval_step(model, batch, metrics)
     return metrics
+
+
+def _nhwc_inputs(module, args):
+    """Forward pre-hook of train.channels_last: 4-D tensor inputs (B, C, H, W) in channels-last layout."""
+    return tuple(a.contiguous(memory_format=torch.channels_last) if isinstance(a, torch.Tensor) and a.ndim == 4 else a
+                 for a in args)
 
 
 def _compile_error(e: BaseException) -> bool:
