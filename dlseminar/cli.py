@@ -218,9 +218,12 @@ def models(
     load_all()
     shape = _shape(input_)
     t = Table("name", f"params @ {input_}, {classes} classes", "description")
+    import torch
+
     for e in MODELS.entries():
         try:
-            n = f"{sum(p.numel() for p in _build(e.name, shape, classes).parameters()):,}"
+            with torch.device("meta"):  # shapes only: counting 140 M VGG weights needs no memory or init time
+                n = f"{sum(p.numel() for p in _build(e.name, shape, classes).parameters()):,}"
         except Exception as err:  # e.g. an input too small, or 1-D input for a conv net
             n = f"n/a ({err})"[:40]
         t.add_row(e.name, escape(n), escape(e.doc))
@@ -286,8 +289,107 @@ def config_show(
         print(f"{left:<34} # {SCHEMA[key].doc}")
 
 
+@app.command()
+def sweep(
+    config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded default config)."),
+    grid: List[str] = typer.Option([], "--grid", help="key=value1,value2,... (repeatable: the Cartesian product "
+                                   "of all --grid options), e.g. --grid optim.name=sgd,momentum,rmsprop,adam"),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Members trained at a time: 1 in this process, N in N processes."),
+    out: Optional[str] = typer.Option(None, "--out", help="Sweep directory (default runs/<name>-sweep; "
+                                      "the same command again continues it)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every member."),
+):
+    """Train every combination of the --grid values, each in its own run directory, then rank them
+    (table, sweep.csv, plots/compare.png). Started again, it skips finished members and resumes the others."""
+    from . import sweep as sweeps
+    from .errors import Interrupted
+
+    try:
+        root, rows, keys = sweeps.sweep(config, grid, set_, jobs, out)
+    except Interrupted as e:  # sweeps.sweep said how to continue
+        raise typer.Exit(e.code)
+    _print_ranked(rows, keys, root / "sweep.csv", f"sweep {root}", names=False)
+    if any(r["status"] in ("failed", "interrupted", "unfinished") for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run directories, or a sweep directory (its members)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Where compare.csv and plots/compare.png go "
+                                      "(default: the sweep directory when given one, else runs/compare[-N])."),
+):
+    """Rank existing runs by their monitored metric: a table, a CSV and overlaid learning curves."""
+    from . import sweep as sweeps
+
+    folder, rows, keys, name = sweeps.compare(runs, out)
+    _print_ranked(rows, keys, folder / name, "")
+
+
+def _print_ranked(rows, keys, csv_path: Path, title: str, names: bool = True) -> None:
+    from rich.console import Console
+
+    from . import sweep as sweeps
+
+    c = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    c.print(sweeps.table(rows, keys, title, names))
+    c.print(f"{csv_path}  {csv_path.parent / 'plots' / 'compare.png'}")
+
+
+@app.command("lr-find")
+def lr_find_(
+    config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded default config)."),
+    steps: int = typer.Option(200, "--steps", help="Optimizer steps of the test (at least 10)."),
+    start: float = typer.Option(1e-7, "--start", help="First learning rate."),
+    end: float = typer.Option(10.0, "--end", help="Last learning rate."),
+    write: Optional[Path] = typer.Option(None, "--write", help="Write a copy of the recipe with optim.lr set to the suggestion."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/<name>-lr-find)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+):
+    """Learning-rate range test: the loss while the lr grows exponentially; lr_find.png and a suggested lr
+    (a tenth of the lr at the smoothed loss's minimum)."""
+    from . import lr_find
+    from .config import resolve
+    from .errors import ConfigError
+
+    cfg = resolve(config, set_)
+    if write is not None:
+        lr_find.check_write(write, cfg)
+    result = lr_find.find(cfg, start, end, steps)
+    folder = lr_find.output_dir(cfg, out)
+    info = lr_find.write_outputs(folder, result, cfg)
+    lr = info["suggested_lr"]
+    print(f"{info['steps_run']} steps, {info['stop_reason']}")
+    if lr is None:
+        raise ConfigError(f"the loss never fell below its first value between lr {start:g} and {end:g}: no suggestion "
+                          f"(try a smaller --start or a larger --end); see {folder / 'lr_find.png'}")
+    steep = f"{info['steepest_lr']:.3g}" if info["steepest_lr"] else "-"
+    print(f"smoothed loss lowest at lr {info['min_loss_lr']:.3g}; steepest descent at lr {steep}")
+    print(f"suggested lr: {lr:.3g} ({info['rule']})")
+    print(f"plot: {folder / 'lr_find.png'}")
+    if write is not None:
+        lr_find.write_config(write, cfg, lr)
+        print(f"wrote {write} (optim.lr {float(f'{lr:.3g}'):g}); train it with: dlsem train {write}")
+
+
 def main() -> None:
     """Entry point: user mistakes become one `error:` line and exit 2, never a traceback."""
+    import signal
+
+    args = sys.argv[1:] or ["--help"]
+
+    def terminate(signum, frame):  # outside a training loop (which handles it itself): leave like Ctrl-C
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate) if hasattr(signal, "SIGTERM") else None
+    try:
+        _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str]) -> None:
     try:  # recent typer vendors click; older releases use the click package
         from typer._click import exceptions as clickx
     except ImportError:
@@ -295,14 +397,6 @@ def main() -> None:
 
     from .errors import Interrupted, UserError
 
-    args = sys.argv[1:] or ["--help"]
-    import signal
-
-    def terminate(signum, frame):  # outside a training loop (which handles it itself): leave like Ctrl-C
-        raise _Terminated
-
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, terminate)
     try:
         rv = app(args=args, prog_name="dlsem", standalone_mode=False)
     except clickx.NoSuchOption as e:
