@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LESSONS := xor_perceptron xor_mlp linear_perceptron plane_regression digits_mlp moons_mlp_dropout moons_overfit
 
-.PHONY: install demo test bench lessons clean $(LESSONS)
+.PHONY: install demo test bench lessons sweeps clean $(LESSONS)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,17 @@ lessons: $(LESSONS)  ## run every lesson recipe in configs/
 
 $(LESSONS): $(STAMP)
 	$(BIN)/dlsem train configs/$@.yaml --out runs/$@ --overwrite
+
+# the comparison lessons: each sweep ends with a ranked table, runs/<recipe>-sweep/sweep.csv and
+# plots/compare.png; run again, a sweep skips its finished members
+sweeps: $(STAMP)  ## optimizers, lr too high, activations, L1/L2, dropout, batch modes as sweeps; lr-find on digits
+	$(BIN)/dlsem sweep configs/digits_optimizers.yaml --grid optim.name=sgd,momentum,rmsprop,adam --grid optim.lr=0.1,0.01,0.001
+	$(BIN)/dlsem sweep configs/digits_lr_too_high.yaml --grid optim.lr=0.01,0.1,1,10
+	$(BIN)/dlsem sweep configs/digits_activations.yaml --grid model.activation=sigmoid,tanh,relu,elu,maxout
+	$(BIN)/dlsem sweep configs/moons_regularisation.yaml --grid loss.l1=0,0.001 --grid loss.l2=0,0.001
+	$(BIN)/dlsem sweep configs/moons_regularisation.yaml --grid model.dropout=0,0.5
+	$(BIN)/dlsem sweep configs/digits_batch_modes.yaml --grid train.batch_size=1,32,full
+	$(BIN)/dlsem lr-find configs/digits_mlp.yaml --out runs/digits_mlp-lr-find
 
 clean:
 	rm -rf runs .pytest_cache

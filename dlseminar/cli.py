@@ -320,19 +320,19 @@ def compare(
                                       "(default: the sweep directory when given one, else runs/compare[-N])."),
 ):
     """Rank existing runs by their monitored metric: a table, a CSV and overlaid learning curves."""
-    from . import sweep as sweeps
+    from .compare import compare as compare_runs
 
-    folder, rows, keys, name = sweeps.compare(runs, out)
+    folder, rows, keys, name = compare_runs(runs, out)
     _print_ranked(rows, keys, folder / name, "")
 
 
 def _print_ranked(rows, keys, csv_path: Path, title: str, names: bool = True) -> None:
     from rich.console import Console
 
-    from . import sweep as sweeps
+    from .compare import table
 
     c = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    c.print(sweeps.table(rows, keys, title, names))
+    c.print(table(rows, keys, title, names))
     c.print(f"{csv_path}  {csv_path.parent / 'plots' / 'compare.png'}")
 
 

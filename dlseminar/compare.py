@@ -1,0 +1,266 @@
+"""Reading run directories back and ranking them: what `dlsem sweep` ends with and `dlsem compare` does.
+
+A row per run: its status (finished, diverged: the engine's stop_reason says so, failed,
+interrupted, unfinished), the monitored metric at its best epoch and the test counterpart, its
+settings. Ranking: finished runs by the common monitor in its direction (the Trainer's rule: max
+for accuracies, min for losses and errors), then diverged runs, then the rest. Written as a rich
+table, a CSV and plots/compare.png (plots.compare: overlaid learning curves).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import yaml
+
+from .config import resolve
+from .errors import ConfigError, UserError
+
+SKIP_KEYS = ("out", "name")  # differ between runs by construction (a sweep's members, a copy)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def last_error(log: Path) -> str:
+    """The last `error:` line of a member's train.log (else its last line)."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    return (errors[-1].removeprefix("error:").strip() if errors else (lines[-1] if lines else ""))[:300]
+
+
+def _mode(monitor: str, cfg_mode: str | None = None) -> str:
+    """The Trainer's rule: the config's early_stop.mode, else min for losses and errors, max otherwise."""
+    if cfg_mode in ("min", "max"):
+        return cfg_mode
+    return "min" if monitor.endswith("loss") or monitor.split("/")[-1] in ("mse", "mae", "rmse") else "max"
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """metrics.csv as a list of rows of floats (empty cells and text as NaN)."""
+    rows = []
+    try:
+        with open(run_dir / "metrics.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                row = {}
+                for k, v in r.items():
+                    try:
+                        row[k] = int(v) if k == "epoch" else float(v)
+                    except (TypeError, ValueError):
+                        row[k] = math.nan
+                rows.append(row)
+    except OSError:
+        pass
+    return rows
+
+
+def run_row(run_dir: Path, record: dict | None = None) -> dict:
+    """One run directory as a table row: status, monitor, best value, test metrics, settings."""
+    record = record or {}
+    s = read_json(run_dir / "summary.json")
+    cfg = {}
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        pass
+    row = {"run": run_dir.name, "dir": str(run_dir), "settings": record.get("settings", {}), "config": cfg,
+           "error": record.get("error") or "", "monitor": None, "mode": "max"}
+    if s is not None:
+        reason = s.get("stop_reason") or ""
+        row.update(status="diverged" if "diverged" in reason else "finished", monitor=s.get("monitor", "val/loss"),
+                   summary=s, stop_reason=reason)
+        row["mode"] = s.get("mode") or _mode(row["monitor"], (cfg.get("early_stop") or {}).get("mode"))
+    else:
+        rc = record.get("rc")
+        if rc in (130, 143):
+            row["status"] = "interrupted"
+        elif rc is None and ((run_dir / "last.pt").exists() or (run_dir / "metrics.csv").exists()):
+            row["status"] = "unfinished"  # not run by this sweep yet, or a run still going or killed
+        else:  # a non-zero exit, or none recorded and nothing trained
+            row["status"] = "failed"
+            row["error"] = row["error"] or last_error(run_dir / "train.log") or "no summary.json"
+    row["history"] = read_history(run_dir)
+    _score(row, row.get("monitor"))
+    return row
+
+
+def _score(row: dict, monitor: str | None) -> None:
+    s = row.get("summary") or {}
+    row["best"] = (s.get("best") or {}).get(monitor, math.nan) if monitor else math.nan
+    metric = monitor.split("/", 1)[-1] if monitor else None
+    row["test"] = (s.get("test") or {}).get(f"test/{metric}", math.nan) if metric else math.nan
+
+
+def collect(dirs: list[Path], record: dict | None = None) -> list[dict]:
+    """Rows for these run directories, ranked: finished runs by the common monitor in its direction
+    (ties, common with accuracies on small splits, by val/loss at the best epoch), then diverged
+    ones, then unfinished or failed ones."""
+    by_name = {r["name"]: r for r in (record or {}).get("members", [])}
+    rows = [run_row(d, by_name.get(d.name)) for d in dirs]
+    monitors = [r["monitor"] for r in rows if r.get("monitor")]
+    monitor = max(set(monitors), key=monitors.count) if monitors else None
+    mode = next((r["mode"] for r in rows if r.get("monitor") == monitor), "max")
+    for r in rows:
+        r["monitor"], r["mode"] = monitor, mode
+        _score(r, monitor)
+
+    def finite(v, sign=1.0):
+        return sign * v if isinstance(v, (int, float)) and math.isfinite(v) else math.inf
+
+    def key(r):
+        group = {"finished": 0, "diverged": 1}.get(r["status"], 2)
+        tie = ((r.get("summary") or {}).get("best") or {}).get("val/loss")
+        return group, finite(r["best"], -1.0 if mode == "max" else 1.0), finite(tie), r["run"]
+
+    rows.sort(key=key)
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+    return rows
+
+
+def differing_keys(rows: list[dict], limit: int = 6) -> list[str]:
+    """Config keys whose values differ between the runs (the columns a comparison is about); fills each
+    row's settings with its values of them."""
+    from .config import SCHEMA
+
+    cfgs = {}
+    for i, r in enumerate(rows):
+        try:
+            cfgs[i] = resolve(base=r["config"]) if r["config"] else None
+        except UserError:
+            cfgs[i] = None
+    known = [c for c in cfgs.values() if c is not None]
+    keys = [k for k in SCHEMA if k not in SKIP_KEYS and len({json.dumps(c[k]) for c in known}) > 1][:limit]
+    for i, r in enumerate(rows):
+        if cfgs[i] is not None and not r["settings"]:
+            r["settings"] = {k: _text(cfgs[i][k]) for k in keys}
+    return keys
+
+
+def _text(v) -> str:
+    return yaml.safe_dump(v, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+
+
+def write_outputs(folder: Path, rows: list[dict], csv_name: str, keys: list[str]) -> None:
+    """<folder>/<csv_name> and <folder>/plots/compare.png."""
+    from . import plots
+
+    (folder / "plots").mkdir(parents=True, exist_ok=True)
+    tests = sorted({k for r in rows for k in ((r.get("summary") or {}).get("test") or {})})
+    header = ["rank", "run", "status", *keys, "monitor", "mode", "best", "best_epoch", "epochs_run", *tests,
+              "seconds", "stop_reason", "error", "dir"]
+    tmp = folder / f".tmp-{csv_name}"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for r in rows:
+            s = r.get("summary") or {}
+            w.writerow([r["rank"], r["run"], r["status"], *[r["settings"].get(k, "") for k in keys], r["monitor"] or "",
+                        r["mode"], _cell(r["best"]), s.get("best_epoch", ""), s.get("epochs_run", ""),
+                        *[_cell((s.get("test") or {}).get(k)) for k in tests], s.get("seconds", ""),
+                        r.get("stop_reason", ""), r["error"], r["dir"]])
+    os.replace(tmp, folder / csv_name)
+    plots.compare(folder / "plots" / "compare.png",
+                  [{"label": r["run"], "history": r["history"], "status": r["status"]} for r in rows],
+                  rows[0]["monitor"] or "val/loss")
+
+
+def _cell(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return repr(v) if isinstance(v, float) else v
+
+
+def table(rows: list[dict], keys: list[str], title: str = "", names: bool = True):
+    """The ranked rich Table (names: a run column; a sweep's settings columns name its members already)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    monitor = rows[0]["monitor"] if rows else None
+    metric = monitor.split("/", 1)[-1] if monitor else "-"
+    arrow = "↑" if rows and rows[0]["mode"] == "max" else "↓"
+    t = Table("#", *(["run"] if names or not keys else []), "status", *keys, f"{monitor or 'monitor'} {arrow}",
+              f"test/{metric}", "best epoch", "epochs", "seconds", "note", title=title or None)
+    for r in rows:
+        s = r.get("summary") or {}
+        note = r["error"] if r["status"] in ("failed", "interrupted") else (
+            (r.get("stop_reason") or "").split(":")[0] if r["status"] == "diverged" else "")
+        t.add_row(str(r["rank"]), *([escape(r["run"])] if names or not keys else []), _status_markup(r["status"]),
+                  *[escape(r["settings"].get(k, "")) for k in keys], _num(r["best"]), _num(r["test"]),
+                  str(s.get("best_epoch", "")), str(s.get("epochs_run", "")),
+                  f"{s['seconds']:.3g}" if "seconds" in s else "", escape(note[:70]))
+    return t
+
+
+def _status_markup(status: str) -> str:
+    return {"finished": "finished", "diverged": "[bold red]diverged[/]", "failed": "[bold red]failed[/]"}.get(
+        status, f"[yellow]{status}[/]")
+
+
+def _num(v) -> str:
+    if not isinstance(v, float):
+        return str(v)
+    if not math.isfinite(v):
+        return "nan" if v != v else str(v)
+    return f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3g}"
+
+
+# ---------------------------------------------------------------- dlsem compare
+def expand(paths: list[Path]) -> tuple[list[Path], dict | None, Path | None]:
+    """Run directories from the arguments (a sweep directory stands for its members); with exactly one
+    sweep directory given, also its record and path."""
+    dirs, record, sweep_dir = [], None, None
+    for p in paths:
+        if not p.is_dir():
+            raise ConfigError(f"{str(p)!r} is not a run or sweep directory")
+        rec = read_json(p / "sweep.json")
+        if rec is not None:
+            members = [p / r["name"] for r in rec.get("members", [])]
+            dirs += members
+            record, sweep_dir = rec, p
+        elif (p / "metrics.csv").exists() or (p / "summary.json").exists() or (p / "config.yaml").exists():
+            dirs.append(p)
+        else:
+            subs = sorted(d for d in p.iterdir() if d.is_dir() and (d / "config.yaml").exists())
+            if not subs:
+                raise ConfigError(f"{str(p)!r} holds no run (no config.yaml, metrics.csv or summary.json) "
+                                  f"and no sweep.json")
+            dirs += subs
+    if len(paths) != 1:
+        record, sweep_dir = None, None
+    if len({d.resolve() for d in dirs}) < len(dirs):
+        raise ConfigError("the same run directory is given twice")
+    return dirs, record, sweep_dir
+
+
+def compare(paths: list[Path], out: str | None = None) -> tuple[Path, list[dict], list[str], str]:
+    """The ranked rows of existing runs; writes <out>/compare.csv (sweep.csv for a sweep directory compared
+    into itself) and <out>/plots/compare.png. Returns (out folder, rows, setting keys, csv name)."""
+    dirs, record, sweep_dir = expand(paths)
+    rows = collect(dirs, record)
+    keys = [k for k, _ in record["grid"]] if record else differing_keys(rows)
+    if out is None and sweep_dir is not None:
+        folder, name = sweep_dir, "sweep.csv"
+    else:
+        folder, name = (Path(out) if out else _numbered(Path("runs") / "compare")), "compare.csv"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {str(folder)!r} exists and is not a directory")
+    write_outputs(folder, rows, name, keys)
+    return folder, rows, keys, name
+
+
+def _numbered(base: Path) -> Path:
+    d, n = base, 2
+    while d.exists() and any(d.iterdir()):
+        d, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return d
