@@ -126,12 +126,6 @@ SCHEMA: dict[str, Key] = {
     "train.channels_last": Key(False, "bool", "image models: NHWC memory layout for weights and conv activations (often faster with bf16/fp16 or on GPUs)"),
     "train.compile": Key(False, "bool", "torch.compile the model for training (slow first steps while it compiles; needs a C++ compiler on CPU)"),
     "train.sync_batchnorm": Key(False, "bool", "multi-process (torchrun) runs: batch-norm statistics over the global batch (SyncBatchNorm; CUDA only)"),
-    "train.accumulate": Key(1, "int", "gradient accumulation: one optimizer step every N batches (loss / N; the lr schedule counts optimizer steps)", _ge1),
-    "train.precision": Key("32", "str", "32 (float32) | bf16 (autocast; CPUs with bf16 instructions, recent GPUs) | 16 (fp16 autocast + GradScaler; for GPUs)",
-                           choices=("32", "bf16", "16")),
-    "train.channels_last": Key(False, "bool", "image models: NHWC memory layout for weights and conv activations (often faster with bf16/fp16 or on GPUs)"),
-    "train.compile": Key(False, "bool", "torch.compile the model for training (slow first steps while it compiles; needs a C++ compiler on CPU)"),
-    "train.sync_batchnorm": Key(False, "bool", "multi-process (torchrun) runs: batch-norm statistics over the global batch (SyncBatchNorm; CUDA only)"),
     "train.health": Key(False, "bool", "per epoch: per-layer gradient norms, dead ReLU units, weight histograms, near-zero weights (summary.json health, plots/health.png)"),
     # --- loss
     "loss.name": Key("auto", "str", "ce | bce | mse | mae | huber | nll | auto (ce for classification, mse for regression)"),
