@@ -323,7 +323,8 @@ def compare(
     from .compare import compare as compare_runs
 
     folder, rows, keys, name = compare_runs(runs, out)
-    _print_ranked(rows, keys, folder / name, "")
+    one_sweep = len(runs) == 1 and (runs[0] / "sweep.json").exists()  # its settings columns name the members
+    _print_ranked(rows, keys, folder / name, "", names=not one_sweep)
 
 
 def _print_ranked(rows, keys, csv_path: Path, title: str, names: bool = True) -> None:
