@@ -309,10 +309,11 @@ def sweep(config: Path | None, grid_items: list[str], sets: list[str], jobs: int
                 done(m)
         else:
             _in_processes(todo, config, sets, jobs, done)
-    except (Interrupted, KeyboardInterrupt):
+    except BaseException as e:
         save()
-        print(f"\nsweep interrupted after {time.perf_counter() - t0:.0f}s; run the same command again to continue "
-              f"(finished members are skipped, the others resume from their last.pt)", file=sys.stderr)
+        if isinstance(e, Interrupted) or not isinstance(e, Exception):  # Ctrl-C, SIGTERM (cli._Terminated)
+            print(f"\nsweep interrupted after {time.perf_counter() - t0:.0f}s; run the same command again to continue "
+                  f"(finished members are skipped, the others resume from their last.pt)", file=sys.stderr)
         raise
     keys = [k for k, _ in grid]
     rows = collect([m.dir for m in members], record)
