@@ -380,6 +380,7 @@ def main() -> None:
     args = sys.argv[1:] or ["--help"]
 
     def terminate(signum, frame):  # outside a training loop (which handles it itself): leave like Ctrl-C
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM, even during exit, just ends it
         raise _Terminated
 
     previous = signal.signal(signal.SIGTERM, terminate) if hasattr(signal, "SIGTERM") else None

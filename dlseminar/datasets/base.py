@@ -156,36 +156,37 @@ def split_table(table: Table, name: str, task: str, val_split: float, test_split
     return Data(info=info, splits=splits, stats=dict(stats or {}))
 
 
-class TensorLoader:
-    """Batches of an in-memory (X, y) pair already on the device: no worker, no collate.
+class BatchPlan:
+    """Which samples each batch of an epoch holds; the loaders below add what a batch is made of.
 
-    A batch is one slice of X (after one gather per epoch when shuffling): no per-sample
-    __getitem__ and no collate, which is what makes small tables and images fast (see
-    benchmarks/batcher.py). Shuffling uses a generator seeded by (seed, epoch), so an epoch's
-    order is the same after a resume. `batch_size="full"` yields the whole split once (batch
-    gradient descent). shard(rank, world) serves one process of several (DDP) its part of
+    Shuffling uses a generator seeded by (seed, epoch), so an epoch's order is the same after a
+    resume and differs from every other epoch's. `batch_size="full"` is the whole split at once
+    (batch gradient descent). shard(rank, world) serves one process of several (DDP) its part of
     every global batch: the same global batches in the same order as one process.
     """
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size, shuffle: bool, seed: int = 0, transform=None,
-                 augment=None):
-        self.X, self.y, self.shuffle, self.seed, self.transform = X, y, shuffle, seed, transform
-        self.augment = augment  # (x, y, epoch, batch) -> (x, y), on raw batches before `transform`
-        self.n = len(X)
-        self.bs = self.n if batch_size == "full" else min(int(batch_size), self.n)
+    def __init__(self, n: int, batch_size, shuffle: bool, seed: int):
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.bs = n if batch_size == "full" else min(int(batch_size), n)
         self.epoch = 0
         self.rank, self.world = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def shard(self, rank: int, world: int) -> "TensorLoader":
+    def shard(self, rank: int, world: int):
         """Yield only rank `rank`'s contiguous part of each global batch (sizes differ by at most one)."""
         if world > 1 and self.bs < world:
             raise ConfigError(f"train.batch_size {self.bs} is smaller than the {world} processes: "
                               f"every process needs at least one sample of each batch")
         self.rank, self.world = rank, world
         return self
+
+    def order(self) -> torch.Tensor | None:
+        """This epoch's permutation of the samples (None: in order)."""
+        if self.shuffle and self.bs < self.n:
+            return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        return None
 
     def _stops(self) -> list[int]:
         """Ends of the global batches. In training, a last batch too small to split (one sample, or fewer
@@ -198,16 +199,26 @@ class TensorLoader:
         return stops
 
     def __len__(self) -> int:
-        k = (self.n + self.bs - 1) // self.bs
-        rest = self.n - (k - 1) * self.bs
-        return k - 1 if self.shuffle and self.bs > 1 and k > 1 and rest < max(2, self.world) else k
+        return len(self._stops())
+
+
+class TensorLoader(BatchPlan):
+    """Batches of an in-memory (X, y) pair already on the device: no worker, no collate.
+
+    A batch is one slice of X (after one gather per epoch when shuffling): no per-sample
+    __getitem__ and no collate, which is what makes small tables and images fast (see
+    benchmarks/batcher.py).
+    """
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size, shuffle: bool, seed: int = 0, transform=None,
+                 augment=None):
+        super().__init__(len(X), batch_size, shuffle, seed)
+        self.X, self.y, self.transform = X, y, transform
+        self.augment = augment  # (x, y, epoch, batch) -> (x, y), on raw batches before `transform`
 
     def __iter__(self):
         X, y = self.X, self.y
-        order = None
-        if self.shuffle and self.bs < self.n:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g)
+        order = self.order()
         stops = self._stops()
         if self.world > 1:  # this rank's part of each global batch, gathered once for the epoch
             if order is None:

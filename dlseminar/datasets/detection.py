@@ -24,7 +24,7 @@ import torch
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .base import Data, DataInfo, split_indices
+from .base import BatchPlan, Data, DataInfo, split_indices
 from .images import SHAPES, channel_stats, draw_shape
 
 EVAL_BATCH = 16  # images per forward pass in evaluation (a detector's activations are large)
@@ -117,7 +117,7 @@ class DetData(Data):
         return DetLoader(images, targets, batch_size, shuffle, seed, device, self.transform(device), aug)
 
 
-class DetLoader:
+class DetLoader(BatchPlan):
     """Batches of (list of normalised float images (C, H, W), list of target dicts), on the device.
 
     The same interface as TensorLoader: the shuffle is seeded by (seed, epoch), so an
@@ -131,39 +131,12 @@ class DetLoader:
         # your COCO export) stay in host memory and travel one batch at a time
         self.images = images.to(device) if self.stacked else images
         self.targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-        self.shuffle, self.seed, self.transform, self.augment = shuffle, seed, transform, augment
-        self.n = len(self.targets)
-        self.bs = self.n if batch_size == "full" else min(int(batch_size), self.n)
-        self.epoch = 0
-        self.rank, self.world = 0, 1
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def shard(self, rank: int, world: int) -> "DetLoader":
-        """Yield only rank `rank`'s part of each global batch (several processes, as TensorLoader.shard)."""
-        if world > 1 and self.bs < world:
-            raise ConfigError(f"train.batch_size {self.bs} is smaller than the {world} processes: "
-                              f"every process needs at least one image of each batch")
-        self.rank, self.world = rank, world
-        return self
-
-    def _stops(self) -> list[int]:
-        """Ends of the global batches; in training a last batch of one image (or fewer than the
-        processes) is folded into the one before it."""
-        bs, n = self.bs, self.n
-        stops = list(range(bs, n, bs)) + [n]
-        if self.shuffle and bs > 1 and len(stops) > 1 and n - stops[-2] < max(2, self.world):
-            stops.pop(-2)
-        return stops
-
-    def __len__(self) -> int:
-        return len(self._stops())
+        super().__init__(len(self.targets), batch_size, shuffle, seed)
+        self.transform, self.augment = transform, augment
 
     def __iter__(self):
-        order = torch.arange(self.n)
-        if self.shuffle and self.bs < self.n:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        order = self.order()
+        order = torch.arange(self.n) if order is None else order
         t = self.transform
         start = 0
         for i, stop in enumerate(self._stops()):

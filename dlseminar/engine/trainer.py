@@ -130,8 +130,7 @@ class Trainer:
         skip_nan = self.cfg["train.on_nan"] == "skip"
         cast, scaler, dist, ddp, k = self.autocast, self.scaler, self.dist, self.ddp, self.accumulate
         last = len(loader) - 1 if k > 1 else 0
-        acc = torch.tensor(s.partial_loss[0], dtype=torch.float64, device=self.device)
-        count = s.partial_loss[1]
+        acc, count = float(s.partial_loss[0]), s.partial_loss[1]  # a Python float64: summed in step order
         g_loss, g_n, g_bad, stop = None, 0, False, False  # the optimizer step being accumulated
         for i, batch in enumerate(loader):
             if i < skip:
@@ -147,9 +146,11 @@ class Trainer:
             pen = self.penalty() if penalize else None
             total = loss if pen is None else loss + pen
             if dist is None:
-                # non-finite loss: caught before it reaches the weights (one host sync per step)
-                bad = not bool(torch.isfinite(total))
-                step_loss, step_n = None, n
+                # the one host sync per step (a hand-written loop's loss.item()); it also catches a
+                # non-finite loss before it reaches the weights
+                lv = loss.item()
+                bad = not math.isfinite(lv if pen is None else total.item())
+                step_loss, step_n = lv * n, n
             else:
                 bad, step_loss, step_n, stop = self._agree(loss, total, n)
             if not bad and not g_bad:
@@ -162,12 +163,11 @@ class Trainer:
                 (total if scaler is None else scaler.scale(total)).backward()
             if bad and not skip_nan:
                 s.diverged = f"the training loss is not finite at epoch {s.epoch + 1}, step {i + 1}"
-                s.partial_loss = [float(acc), count]
+                s.partial_loss = [acc, count]
                 return False
             if bad:
                 g_bad = True
             else:
-                step_loss = loss.detach().double() * n if step_loss is None else step_loss
                 g_loss = step_loss if g_loss is None else g_loss + step_loss
                 g_n += step_n
             if not end:
@@ -199,12 +199,12 @@ class Trainer:
             g_loss, g_n, g_bad = None, 0, False
             stop = stop if dist is not None else self._signal is not None
             if stop or (every and stepped and s.step % every == 0):
-                s.partial_loss, s.batch_in_epoch = [float(acc), count], i + 1
+                s.partial_loss, s.batch_in_epoch = [acc, count], i + 1
                 if stop:
                     return False
                 self.save(force=True)  # a step-level checkpoint: resume continues after batch i
                 s.batch_in_epoch = 0
-        s.partial_loss = [float(acc), count]
+        s.partial_loss = [acc, count]
         return True
 
     def _agree(self, loss, total, n: int):

@@ -1,8 +1,9 @@
 """Every user mistake: exit 2, exactly one `error:` line on stderr, no traceback.
 
-The table runs through dlseminar.cli.main() inside the test process (what `python -m dlseminar`
-calls, minus a 3-second interpreter start per case); any exception that escapes main() is the
-traceback a user would have seen and fails the case. A few cases also run as real subprocesses.
+The table runs through dlseminar.cli.main() inside the test process (the `dlsem` fixture: what
+`python -m dlseminar` calls, minus a 3-second interpreter start per case); any exception that
+escapes main() is the traceback a user would have seen and fails the case. A few cases also
+run as real subprocesses.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFIGS, Result
+from conftest import CONFIGS
 
 
 def _files(tmp_path):
@@ -101,26 +102,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    """cli(*args) -> Result of dlseminar.cli.main() run in this process, in tmp_path."""
-    from dlseminar.cli import main
-
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["dlsem", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out, err = capsys.readouterr()
-        return Result(type("P", (), {"returncode": code, "stdout": out, "stderr": err})())
-
-    return run
-
-
 def check_one_error_line(r, words, tmp_path):
     assert r.rc == 2, r
     assert "Traceback" not in r.err and "Traceback" not in r.out, r
@@ -133,9 +114,9 @@ def check_one_error_line(r, words, tmp_path):
 
 
 @pytest.mark.parametrize("args,words", CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_bad_input_exits_2_with_one_error_line(cli, tmp_path, args, words):
+def test_bad_input_exits_2_with_one_error_line(dlsem, tmp_path, args, words):
     _files(tmp_path)
-    check_one_error_line(cli(*args), words, tmp_path)
+    check_one_error_line(dlsem(*args), words, tmp_path)  # in process: see conftest.dlsem
 
 
 REAL = [(["eval", "evil.pt"], ["not a readable dlseminar checkpoint"]),
@@ -146,7 +127,7 @@ REAL = [(["eval", "evil.pt"], ["not a readable dlseminar checkpoint"]),
 @pytest.mark.parametrize("args,words", REAL, ids=[" ".join(a) for a, _ in REAL])
 def test_bad_input_in_a_real_process(dlsem, tmp_path, args, words):
     _files(tmp_path)
-    check_one_error_line(dlsem(*args), words, tmp_path)
+    check_one_error_line(dlsem(*args, real=True), words, tmp_path)
 
 
 def test_checkpoint_for_other_data_is_refused(dlsem, tmp_path):
