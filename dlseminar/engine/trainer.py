@@ -74,6 +74,7 @@ class Trainer:
         self._signal: int | None = None
         self._last_write = -math.inf
         self._write_seconds = 0.0  # how long the last checkpoint write took (spaces the next one)
+        self._estimate: float | None = None  # the first write's duration, guessed from its bytes
         self._best_dirty = False  # best weights changed since best.pt was written
         self.dist, self.main = dist, dist is None or dist.main
         self.accumulate = cfg["train.accumulate"]
@@ -262,7 +263,9 @@ class Trainer:
             return self.cfg["checkpoint.min_interval_s"]
         seconds = self._write_seconds
         if not seconds:  # nothing written yet: assume 0.5 GB/s (serialise + write + fsync measured ~1 GB/s here)
-            seconds = self.state_bytes() / 0.5e9
+            if self._estimate is None:  # the sizes do not change once the optimizer has its state
+                self._estimate = self.state_bytes() / 0.5e9
+            seconds = self._estimate
         return max(self.cfg["checkpoint.min_interval_s"], seconds / share)
 
     def state_bytes(self) -> int:

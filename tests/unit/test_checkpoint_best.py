@@ -62,11 +62,13 @@ def test_write_interval_keeps_checkpoint_writes_under_their_share_of_the_run():
     t.opt = torch.optim.Adam(t.model.parameters())
     t.model(torch.ones(1, 1000)).sum().backward()
     t.opt.step()  # + 8 MB of Adam moments
-    t._write_seconds = 0.0  # before the first write: estimated from the bytes at 0.5 GB/s
+    t._write_seconds, t._estimate = 0.0, None  # before the first write: estimated from the bytes at 0.5 GB/s
     assert t.state_bytes() == 3 * 4 * (1000 * 1000 + 1000) + 2 * 4  # + a step counter per parameter
     assert t.write_interval() == 2.0  # 12 MB -> 0.024 s -> 1.2 s: the minimum rules
     t.model = torch.nn.Linear(6000, 6000)  # 144 MB of weights, no optimizer state yet
     t.opt = torch.optim.SGD(t.model.parameters())
+    assert t.write_interval() == 2.0  # the first estimate is kept: sizes do not change during a run
+    t._estimate = None
     assert t.write_interval() == pytest.approx(6001 * 6000 * 4 / 0.5e9 / 0.02)
     t._write_seconds = 0.01
     assert t.write_interval() == 2.0  # a small file: the minimum interval rules
