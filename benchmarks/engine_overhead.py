@@ -38,6 +38,7 @@ from dlseminar.engine import checkpoint as ckpt  # noqa: E402
 from dlseminar.engine.optim import LRSchedule, build_optimizer  # noqa: E402
 from dlseminar.engine.trainer import Trainer  # noqa: E402
 from dlseminar.run import build  # noqa: E402
+from _common import CheckpointCounter, max_weight_diff, run  # noqa: E402  (benchmarks/ is on sys.path)
 
 TARGET = 1.10
 
@@ -91,24 +92,6 @@ def plain_fit(model, opt, Xtr, ytr, Xva, yva, epochs, batch_size, seed):
 
 
 # ----------------------------------------------------------------------------- the Trainer
-class CheckpointCounter:
-    """Wraps dlseminar.engine.checkpoint.save to count the files written and the time spent."""
-
-    def __init__(self):
-        self.orig = ckpt.save
-        self.files: list[str] = []
-        self.seconds = 0.0
-
-    def __call__(self, obj, path):
-        t0 = time.perf_counter()
-        self.orig(obj, path)
-        self.seconds += time.perf_counter() - t0
-        self.files.append(Path(path).name)
-
-    def reset(self):
-        self.files, self.seconds = [], 0.0
-
-
 def trainer_fit(setup, cfg, model, epochs, profiler=None):
     """Build the Trainer as dlseminar.run.train() does and time fit(); returns ((wall s, cpu s), state, trainer, dir)."""
     train_loader = setup.loader("train", train=True)
@@ -152,11 +135,6 @@ def run_trainer(setup, cfg, init_model, epochs, counter):
     files = sorted(p.name for p in run_dir.iterdir())
     shutil.rmtree(run_dir, ignore_errors=True)
     return seconds, state.step, row["val/loss"], row["val/acc"], model, list(counter.files), counter.seconds, files
-
-
-def max_weight_diff(a, b) -> float:
-    sa, sb = a.state_dict(), b.state_dict()
-    return max(float((sa[k] - sb[k]).abs().max()) for k in sa)
 
 
 def main(argv=None) -> int:
@@ -241,11 +219,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:  # a benchmark reports; it does not gate
-        import traceback
-
-        traceback.print_exc()
-        print("engine_overhead: failed (see above); exiting 0 as benchmarks do not gate", file=sys.stderr)
-    sys.exit(0)
+    run(main, "engine_overhead")
