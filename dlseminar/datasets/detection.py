@@ -25,7 +25,7 @@ from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .base import BatchPlan, Data, DataInfo, split_indices
-from .images import SHAPES, channel_stats, draw_shape
+from .images import SHAPES, channel_stats, draw_shape, shape_options
 
 EVAL_BATCH = 16  # images per forward pass in evaluation (a detector's activations are large)
 
@@ -243,14 +243,7 @@ def _touch(a, b, margin: int = 2) -> bool:
 @DATASETS.register("shapes_det", kind="detection")
 def shapes_det(seed, n_samples=500, noise=None, image_size=None, num_classes=None, channels=3, max_shapes=4):
     """Generated scenes of 0-data.max_shapes shapes each, with their boxes and classes (offline detection)."""
-    num_classes = 4 if num_classes is None else num_classes  # data.num_classes: null
-    size = image_size or 128
-    if not 1 <= num_classes <= len(SHAPES):
-        raise ConfigError(f"data.num_classes for shapes_det must be between 1 and {len(SHAPES)} (got {num_classes})")
-    if size < 32:
-        raise ConfigError(f"data.image_size for shapes_det must be >= 32 (got {size})")
-    if channels not in (1, 3):
-        raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
+    num_classes, size = shape_options("shapes_det", num_classes, image_size, channels, 1, (128, 32))
     if max_shapes < 1:
         raise ConfigError(f"data.max_shapes must be >= 1 (got {max_shapes})")
     rng = np.random.RandomState(seed)

@@ -148,17 +148,26 @@ def render_shape(rng: np.random.RandomState, kind: str, size: int, channels: int
     return a.mean(2, keepdims=True).astype(np.uint8) if channels == 1 else a
 
 
+def shape_options(name: str, num_classes, image_size, channels: int, min_classes: int, size: tuple[int, int]):
+    """The generated-shapes datasets' common options, checked: (num_classes, image size).
+
+    size is (default, minimum) image size; data.num_classes null means 4 classes.
+    """
+    num_classes = 4 if num_classes is None else num_classes
+    image_size = image_size or size[0]
+    if not min_classes <= num_classes <= len(SHAPES):
+        raise ConfigError(f"data.num_classes for {name} must be between {min_classes} and {len(SHAPES)} (got {num_classes})")
+    if image_size < size[1]:
+        raise ConfigError(f"data.image_size for {name} must be >= {size[1]} (got {image_size})")
+    if channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
+    return num_classes, image_size
+
+
 @DATASETS.register("shapes", kind="classification")
 def shapes(seed, n_samples=500, noise=None, image_size=None, num_classes=None, channels=3):
     """Generated shapes (circle, square, triangle, star, ...) with random colour, size, position and noise."""
-    num_classes = 4 if num_classes is None else num_classes  # data.num_classes: null
-    size = image_size or 32
-    if not 2 <= num_classes <= len(SHAPES):
-        raise ConfigError(f"data.num_classes for shapes must be between 2 and {len(SHAPES)} (got {num_classes})")
-    if size < 8:
-        raise ConfigError(f"data.image_size for shapes must be >= 8 (got {size})")
-    if channels not in (1, 3):
-        raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
+    num_classes, size = shape_options("shapes", num_classes, image_size, channels, 2, (32, 8))
     rng = np.random.RandomState(seed)
     y = rng.permutation(np.arange(n_samples) % num_classes)
     nz = 0.05 if noise is None else noise

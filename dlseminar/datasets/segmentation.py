@@ -19,7 +19,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .base import Data, DataInfo, split_indices
-from .images import SHAPES, draw_shape, fit_stats
+from .images import SHAPES, draw_shape, fit_stats, shape_options
 
 IGNORE = 255  # mask value excluded from the loss and the metrics
 
@@ -91,14 +91,7 @@ def render_scene(rng: np.random.RandomState, kinds: list[int], size: int, channe
 @DATASETS.register("shapes_seg", kind="segmentation")
 def shapes_seg(seed, n_samples=500, noise=None, image_size=None, num_classes=None, channels=3, max_shapes=4):
     """Generated scenes of 1-4 shapes each and their class masks (background + data.num_classes shapes)."""
-    num_classes = 4 if num_classes is None else num_classes  # data.num_classes: null
-    size = image_size or 64
-    if not 1 <= num_classes <= len(SHAPES):
-        raise ConfigError(f"data.num_classes for shapes_seg must be between 1 and {len(SHAPES)} (got {num_classes})")
-    if size < 16:
-        raise ConfigError(f"data.image_size for shapes_seg must be >= 16 (got {size})")
-    if channels not in (1, 3):
-        raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
+    num_classes, size = shape_options("shapes_seg", num_classes, image_size, channels, 1, (64, 16))
     rng = np.random.RandomState(seed)
     nz = 0.05 if noise is None else noise
     X, M = [], []
