@@ -18,7 +18,7 @@ import torch
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .imageio import IMAGE_SUFFIXES, load_image
+from .imageio import IMAGE_SUFFIXES, load_image, walk_files
 from .images import Images
 
 
@@ -29,13 +29,8 @@ def _hidden(p: Path) -> bool:
 def _class_images(d: Path) -> tuple[list[Path], list[Path]]:
     """(image files, other files) below a class folder, recursively, sorted; hidden entries skipped."""
     images, other = [], []
-    for dirpath, dirnames, filenames in os.walk(d):
-        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-        for n in sorted(filenames):
-            if n.startswith("."):
-                continue
-            p = Path(dirpath) / n
-            (images if p.suffix.lower() in IMAGE_SUFFIXES else other).append(p)
+    for p in walk_files(d):
+        (images if p.suffix.lower() in IMAGE_SUFFIXES else other).append(p)
     return images, other
 
 

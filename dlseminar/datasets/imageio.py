@@ -1,6 +1,7 @@
 """Reading image files of any size and mode into fixed-size uint8 tensors (Pillow)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,13 @@ def image_files(paths) -> list[Path]:
     if not out:
         raise DataError("no image files found in " + ", ".join(map(str, paths)))
     return out
+
+
+def walk_files(d: Path):
+    """Every file below d, recursively, in sorted order; hidden entries (.DS_Store, ._x.png from
+    macOS, .ipynb_checkpoints, .git ...) and everything inside hidden folders skipped."""
+    for dirpath, dirnames, filenames in os.walk(d):
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        for n in sorted(filenames):
+            if not n.startswith("."):
+                yield Path(dirpath) / n

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .imageio import IMAGE_SUFFIXES, load_image
+from .imageio import IMAGE_SUFFIXES, load_image, walk_files
 from .segmentation import IGNORE, SegImages
 
 MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")  # modes whose pixel values are class indices
@@ -154,17 +154,12 @@ def palette_of(pairs: list[Pair], k: int) -> torch.Tensor | None:
 def _files(d: Path) -> dict[str, Path]:
     """relative path without suffix -> file, below d, recursively; hidden entries skipped."""
     out: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(d):
-        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-        for n in sorted(filenames):
-            if n.startswith("."):
-                continue
-            p = Path(dirpath) / n
-            key = p.relative_to(d).with_suffix("").as_posix()
-            if key in out:
-                raise DataError(f"{str(out[key])!r} and {str(p)!r} have the same name; "
-                                f"images and masks are matched by name, so each name must be used once")
-            out[key] = p
+    for p in walk_files(d):
+        key = p.relative_to(d).with_suffix("").as_posix()
+        if key in out:
+            raise DataError(f"{str(out[key])!r} and {str(p)!r} have the same name; "
+                            f"images and masks are matched by name, so each name must be used once")
+        out[key] = p
     return out
 
 
