@@ -239,10 +239,12 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
     use_best = cfg["early_stop.restore_best"] and es.best_state is not None
     if use_best:
         setup.model.load_state_dict(es.best_state)
-    test = {}
+    test, details = {}, None
     if "test" in setup.data.splits:
-        test = {f"test/{k}": v for k, v in evaluate_loader(setup.model, setup.task, setup.loader("test"), setup.device,
-                                                           trainer.autocast).compute().items()}
+        metrics = evaluate_loader(setup.model, setup.task, setup.loader("test"), setup.device, trainer.autocast)
+        test = {f"test/{k}": v for k, v in metrics.compute().items()}
+        table = setup.task.details(metrics)  # the per-class table `dlsem eval` prints, kept for reports
+        details = None if table is None else {"columns": table[0], "rows": table[1]}
     best_row = next((r for r in state.history if r["epoch"] == es.best_epoch), {})
     summary = {
         "name": cfg["name"], "task": setup.task.kind, "model": cfg["model.name"], "dataset": cfg["data.name"],
@@ -252,7 +254,7 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
         "stopped_early": state.stop_reason is not None and not state.stop_reason.startswith("reached"),
         "stop_reason": state.stop_reason, "monitor": trainer.monitor, "mode": trainer.mode,
         "best": {k: v for k, v in best_row.items() if k.startswith("val/")},
-        "test": test, "test_checkpoint": "best.pt" if use_best else "last.pt",
+        "test": test, "test_details": details, "test_checkpoint": "best.pt" if use_best else "last.pt",
         "restored_best": use_best, "seconds": round(seconds, 3), "processes": world,
     }
     if observers:
