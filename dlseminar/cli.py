@@ -337,6 +337,18 @@ def _print_ranked(rows, keys, csv_path: Path, title: str, names: bool = True) ->
     c.print(f"{csv_path}  {csv_path.parent / 'plots' / 'compare.png'}")
 
 
+@app.command()
+def report(
+    path: Path = typer.Argument(..., help="A run directory, or a sweep or compare directory."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The HTML file to write (default: PATH/report.html)."),
+):
+    """One self-contained HTML page (opens offline: images and styles inline) of a run, or of a sweep or
+    compare directory with a section per member run."""
+    from .report import write_report
+
+    print(write_report(path, out))
+
+
 @app.command("lr-find")
 def lr_find_(
     config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded default config)."),
