@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LESSONS := xor_perceptron xor_mlp linear_perceptron plane_regression digits_mlp moons_mlp_dropout moons_overfit
 
-.PHONY: install demo test bench lessons sweeps clean $(LESSONS)
+.PHONY: install demo test bench lessons sweeps zoo clean $(LESSONS)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,9 @@ sweeps: $(STAMP)  ## optimizers, lr too high, activations, L1/L2, dropout, batch
 	$(BIN)/dlsem sweep configs/moons_regularisation.yaml --grid model.dropout=0,0.5
 	$(BIN)/dlsem sweep configs/digits_batch_modes.yaml --grid train.batch_size=1,32,full
 	$(BIN)/dlsem lr-find configs/digits_mlp.yaml --out runs/digits_mlp-lr-find
+
+zoo: $(STAMP)  ## every image classifier of the zoo on generated shapes, alike: params, FLOPs, s/epoch, accuracy (runs/zoo-shapes)
+	$(BIN)/dlsem zoo --data shapes --epochs 5
 
 clean:
 	rm -rf runs .pytest_cache

@@ -327,6 +327,39 @@ def compare(
     _print_ranked(rows, keys, folder / name, "", names=not one_sweep)
 
 
+@app.command()
+def zoo(
+    data: str = typer.Option("shapes", "--data", help="An image classification dataset (see `dlsem datasets`)."),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="Epochs for every model (no early stopping)."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated subset, e.g. cnn,lenet5,resnet18 "
+                                         "(default: every image classifier of `dlsem models`)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Models trained at a time: 1 in this process, N in N processes."),
+    out: Optional[str] = typer.Option(None, "--out", help="Zoo directory (default runs/zoo-<data>; "
+                                      "the same command again continues it)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every model, e.g. data.n_samples=200."),
+):
+    """Train every image classifier of the zoo on the same data with the same settings (Adam, lr 3e-4, batch 32)
+    and rank them: parameters, forward FLOPs per image, seconds per epoch, val and test accuracy (zoo.csv,
+    plots/zoo.png). A sweep over model.name: started again, it skips finished models and resumes the others."""
+    from rich.console import Console
+
+    from . import zoo as zoos
+    from .errors import Interrupted
+
+    try:
+        root, rows, described = zoos.zoo(data, epochs, models, set_, jobs, out)
+    except Interrupted as e:  # the sweep said how to continue
+        raise typer.Exit(e.code)
+    c = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    shape = "x".join(map(str, described["in_shape"]))
+    c.print(zoos.table(rows, described, f"zoo {root}: {data} {shape}, {described['num_classes']} classes, "
+                                        f"{epochs} epoch{'s' if epochs != 1 else ''}"))
+    c.print(zoos.footnote(described))
+    c.print(f"{root / 'zoo.csv'}  {root / 'plots' / 'zoo.png'}")
+    if any(r["status"] in ("failed", "interrupted", "unfinished") for r in rows):
+        raise typer.Exit(1)
+
+
 def _print_ranked(rows, keys, csv_path: Path, title: str, names: bool = True) -> None:
     from rich.console import Console
 

@@ -1,0 +1,281 @@
+"""`dlsem zoo`: every image classifier of the model zoo trained on the same data with the same settings,
+in one table: parameters, forward FLOPs per image, seconds per epoch, best val accuracy, test accuracy.
+
+The training is a sweep (sweep.py) over model.name: each model is a member with its own run directory
+under the zoo directory (`runs/zoo-shapes/model.name=resnet18/`), --jobs, failures that do not stop
+the others, and a restart that skips finished members and resumes the others are the sweep's. The zoo
+adds what a sweep does not know:
+
+- params: sum(p.numel()) of the model as built for the dataset (GoogLeNet: with its auxiliary heads,
+  which train with it);
+- flops: torch.utils.flop_counter.FlopCounterMode on one forward pass of one input of the dataset's
+  shape (1, C, H, W) in eval mode: forward FLOPs only, a multiply-add counts 2, and only the ops it has
+  formulas for (convolutions, matrix products), not batch norm, activations or pooling;
+- seconds per epoch: the mean of the member's metrics.csv `seconds` column;
+- best val accuracy: val/acc at the member's best epoch (summary.json), test/acc with those weights.
+
+The image classifiers are found in the registry, not listed here: models whose entry gives class
+scores (its `outputs` metadata), that are not dense (per-pixel, `dense=True`, e.g. unet) and whose
+builder refuses a flat feature vector (it needs C x H x W images: this keeps mlp and perceptron,
+which flatten anything, out).
+
+Base settings (BASE, and SHAPES for --data shapes; any --set overrides them): Adam at lr 3e-4 (AlexNet
+and the VGGs without batch norm stay at chance at 1e-3), batch 32, no early stopping (every model gets
+the same number of epochs), the best epoch's weights restored for the test; shapes: 1,000 images of
+4 classes at 3x32x32 (600 train, 200 val, 200 test).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+BASE = ("optim.name=adam", "optim.lr=0.0003", "train.batch_size=32", "early_stop.patience=0")
+SHAPES = ("data.n_samples=1000", "data.num_classes=4", "data.image_size=32")
+FLAT = (64,)  # the flat feature vector an image model refuses
+OWN_OPTIONS = {"model.name": "--models", "data.name": "--data", "train.epochs": "--epochs", "out": "--out"}
+
+
+# ---------------------------------------------------------------- which models
+def image_classifiers() -> list[str]:
+    """The registered models that classify images (see the module docstring), sorted by name."""
+    import torch
+
+    from . import registry
+    from .config import resolve
+    from .models import PLAIN
+
+    registry.load_all()
+    names = []
+    for e in registry.MODELS.entries():
+        if "scores" not in e.meta.get("outputs", PLAIN) or e.meta.get("dense"):
+            continue
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no init time
+                registry.call_builder(e, resolve(sets=[f"model.name={e.name}"]), "model", in_shape=FLAT,
+                                      num_outputs=2, output_kind="scores")
+        except ConfigError:  # "needs image inputs (C, H, W)"
+            names.append(e.name)
+    return names
+
+
+def choose_models(models: str | None) -> list[str]:
+    """--models a,b,c (in that order) or every image classifier; an unknown name: one error line."""
+    valid = image_classifiers()
+    if models is None:
+        return valid
+    names = [m.strip() for m in models.split(",")]
+    if not all(names):
+        raise ConfigError(f"--models {models!r} has an empty name; give names separated by commas, from: "
+                          f"{', '.join(valid)}")
+    bad = [m for m in names if m not in valid]
+    if bad:
+        from .registry import suggest
+
+        hint = suggest(bad[0], valid) if len(bad) == 1 else ""
+        verb = "is not an image classifier" if len(bad) == 1 else "are not image classifiers"
+        raise ConfigError(f"--models: {', '.join(map(repr, bad))} {verb} of the zoo{hint}; "
+                          f"choose from: {', '.join(valid)}")
+    if len(set(names)) < len(names):
+        raise ConfigError(f"--models {models!r} names a model twice")
+    return names
+
+
+# ---------------------------------------------------------------- the data
+def member_sets(data: str, epochs: int, sets: list[str]) -> list[str]:
+    """Every member's --set items: the zoo's base, the user's, then --data and --epochs."""
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        if key in OWN_OPTIONS:
+            raise ConfigError(f"--set {key}=... is the zoo's {OWN_OPTIONS[key]} option; use that")
+    return [*BASE, *(SHAPES if data == "shapes" else ()), *sets, f"data.name={data}", f"name=zoo-{data}",
+            f"train.epochs={epochs}"]
+
+
+def check_images(data: str, sets: list[str], model: str):
+    """Build the dataset once: image classification data (C, H, W inputs) or one error line.
+    Returns (DataInfo, task) for counting the models' parameters and FLOPs."""
+    from . import registry
+    from .config import resolve
+    from .datasets import build_data
+    from .tasks import build_task
+
+    registry.load_all()
+    entry = registry.DATASETS.get(data)  # an unknown name: one error line with a suggestion
+    kind = entry.meta.get("kind", "")
+    if kind not in ("classification", "any"):
+        raise ConfigError(f"dlsem zoo compares image classifiers; dataset {data!r} is for {kind or 'another task'} "
+                          f"(use an image classification dataset, e.g. --data shapes or digits_images)")
+    cfg = resolve(sets=[*sets, f"model.name={model}"])
+    info = build_data(cfg).info
+    if info.kind != "classification" or len(info.in_shape) != 3:
+        shape = info.in_shape
+        what = f"inputs of {shape[0]} features" if len(shape) == 1 else f"inputs of shape {shape}"
+        raise ConfigError(f"dlsem zoo compares image classifiers; dataset {data!r} gives {info.kind} data with "
+                          f"{what}, not C x H x W images (use an image dataset, e.g. --data shapes or digits_images)")
+    return info, build_task(cfg, info)
+
+
+def measure(model_name: str, sets: list[str], info, task) -> tuple[int, int]:
+    """(parameters, forward FLOPs of one (1, C, H, W) input in eval mode) of the model as the member builds it."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .config import resolve
+    from .models import build_model
+
+    cfg = resolve(sets=[*sets, f"model.name={model_name}"])
+    with contextlib.redirect_stderr(io.StringIO()):  # "model.x is ignored by ...": the member's train.log says it
+        model = build_model(cfg, info.in_shape, task.num_outputs, task.output_kind).eval()
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *info.in_shape))
+    return params, int(counter.get_total_flops())
+
+
+# ---------------------------------------------------------------- the zoo
+def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: list[str] = (), jobs: int = 1,
+        out: str | None = None, echo=None) -> tuple[Path, list[dict], dict]:
+    """Train (or continue) the zoo; returns its directory, the ranked rows and the data's description."""
+    from . import sweep
+
+    names = choose_models(models)
+    all_sets = member_sets(data, epochs, list(sets))
+    info, task = check_images(data, all_sets, names[0])
+    root, rows, _ = sweep.sweep(None, [f"model.name={','.join(names)}"], all_sets, jobs,
+                                out or str(Path("runs") / f"zoo-{data}"), echo)
+    out_rows = []
+    for r in rows:
+        name = r["settings"].get("model.name", r["run"])
+        s = r.get("summary") or {}
+        row = {"model": name, "status": r["status"], "error": r["error"], "dir": r["dir"],
+               "val_acc": (s.get("best") or {}).get("val/acc", math.nan),
+               "val_loss": (s.get("best") or {}).get("val/loss", math.nan),
+               "test_acc": (s.get("test") or {}).get("test/acc", math.nan),
+               "best_epoch": s.get("best_epoch", ""), "epochs_run": s.get("epochs_run", ""),
+               "seconds": s.get("seconds", math.nan)}
+        secs = [h["seconds"] for h in r["history"] if math.isfinite(h.get("seconds", math.nan))]
+        row["s_per_epoch"] = sum(secs) / len(secs) if secs else math.nan
+        try:
+            row["params"], row["flops"] = measure(name, all_sets, info, task)
+        except Exception as e:  # a model that cannot be built here has failed as a member too: say why there
+            row["params"] = row["flops"] = None
+            row["error"] = row["error"] or f"{type(e).__name__}: {e}"[:200]
+        out_rows.append(row)
+    rank(out_rows)
+    described = {"data": data, "in_shape": tuple(info.in_shape), "num_classes": info.num_classes, "epochs": epochs}
+    write_csv(root / "zoo.csv", out_rows)
+    (root / "plots").mkdir(parents=True, exist_ok=True)
+    plot(root / "plots" / "zoo.png", out_rows, described)
+    return root, out_rows, described
+
+
+def rank(rows: list[dict]) -> None:
+    """Finished members by best val accuracy (ties: lower val loss), then diverged ones, then the rest."""
+    def finite(v, sign=1.0):
+        return sign * v if isinstance(v, (int, float)) and math.isfinite(v) else math.inf
+
+    rows.sort(key=lambda r: ({"finished": 0, "diverged": 1}.get(r["status"], 2), finite(r["val_acc"], -1.0),
+                             finite(r["val_loss"]), r["model"]))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+
+
+COLUMNS = ("rank", "model", "status", "params", "flops", "s_per_epoch", "val_acc", "test_acc", "best_epoch",
+           "epochs_run", "seconds", "error", "dir")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in rows:
+            w.writerow(["" if r.get(k) is None or (isinstance(r.get(k), float) and math.isnan(r[k])) else
+                        (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in COLUMNS])
+    os.replace(tmp, path)
+
+
+def _si(n) -> str:
+    """1,110,839,296 -> '1.11 G'."""
+    if n is None:
+        return ""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return str(n)
+
+
+def _num(v, fmt: str = ".4f") -> str:
+    return format(v, fmt) if isinstance(v, (int, float)) and math.isfinite(v) else ""
+
+
+def table(rows: list[dict], described: dict, title: str = ""):
+    """The ranked rich Table."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .compare import _status_markup
+
+    t = Table("#", "model", "status", "params", "FLOPs/img (fwd)", "s/epoch", "val/acc ↑", "test/acc",
+              "best epoch", "epochs", "note", title=title or None)
+    for r in rows:
+        t.add_row(str(r["rank"]), escape(r["model"]), _status_markup(r["status"]),
+                  f"{r['params']:,}" if r["params"] is not None else "", _si(r["flops"]), _num(r["s_per_epoch"], ".3g"),
+                  _num(r["val_acc"]), _num(r["test_acc"]), str(r["best_epoch"]), str(r["epochs_run"]),
+                  escape(r["error"][:70]) if r["status"] != "finished" or r["params"] is None else "")
+    return t
+
+
+def footnote(described: dict) -> str:
+    shape = "x".join(map(str, described["in_shape"]))
+    return (f"FLOPs/img: one forward pass of a {shape} input, eval mode (FlopCounterMode: a multiply-add is 2 FLOPs; "
+            f"convolutions and matrix products only); s/epoch: mean of metrics.csv seconds")
+
+
+def plot(path: Path, rows: list[dict], described: dict) -> None:
+    """Best val accuracy against forward FLOPs (log axis; marker area by parameters, each point labelled),
+    and the seconds per epoch of every member as bars, in rank order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})
+    shown = [r for r in rows if r["flops"] and math.isfinite(r["val_acc"])]
+    if shown:
+        biggest = max(r["params"] for r in shown) or 1
+        cmap = plt.get_cmap("tab20")
+        for i, r in enumerate(shown):
+            ax.scatter(r["flops"], r["val_acc"], s=30 + 800 * math.sqrt(r["params"] / biggest), alpha=0.6,
+                       color=cmap(i % cmap.N), edgecolor="black", linewidth=0.5)
+            ax.annotate(f"{r['model']} ({_si(r['params'])})", (r["flops"], r["val_acc"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no finished member", ha="center", va="center", transform=ax.transAxes)
+    shape = "x".join(map(str, described["in_shape"]))
+    ax.set_xlabel(f"forward FLOPs per {shape} image (log)")
+    ax.set_ylabel("best val accuracy")
+    ax.set_title("accuracy vs compute (marker area ~ parameters)")
+    ax.grid(alpha=0.3, which="both")
+    timed = [r for r in rows if math.isfinite(r["s_per_epoch"])]
+    labels = [r["model"] if r["status"] == "finished" else f"{r['model']} ({r['status']})" for r in timed]
+    bx.barh(range(len(timed)), [r["s_per_epoch"] for r in timed], color="tab:blue", alpha=0.7)
+    bx.set_yticks(range(len(timed)), labels, fontsize=8)
+    bx.invert_yaxis()  # rank 1 on top
+    bx.set_xlabel("seconds per epoch (mean)")
+    bx.set_title("time")
+    bx.grid(alpha=0.3, axis="x")
+    failed = [r["model"] for r in rows if r["status"] not in ("finished", "diverged")]
+    n = described["epochs"]
+    fig.suptitle(f"zoo on {described['data']} ({shape}, {described['num_classes']} classes), "
+                 f"{n} epoch{'s' if n != 1 else ''}" + (f"; not finished: {', '.join(failed)}" if failed else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
