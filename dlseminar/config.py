@@ -165,6 +165,8 @@ SCHEMA: dict[str, Key] = {
     "checkpoint.max_overhead": Key(0.02, "float", "also space epoch-end writes so that writing takes at most this share of the run's time (0: no limit)", _frac),
     "logging.every_epochs": Key(0, "int", "print a line every N epochs when not on a terminal (0: about 25 lines a run)", _ge0),
     "logging.plots": Key(True, "bool", "write plots/*.png at the end of the run"),
+    "logging.boundary_gif": Key(True, "bool", "2-D classification: also plots/decision_boundary.gif, the boundary epoch by epoch (needs logging.plots)"),
+    "logging.tensorboard": Key(False, "bool", "write TensorBoard event files to RUN/tensorboard (per-step loss and lr, epoch metrics, plots, hyper-parameters)"),
 }
 
 SECTIONS = sorted({k.split(".")[0] for k in SCHEMA if "." in k})

@@ -16,9 +16,9 @@ mode: no dropout, batch norm from its running statistics, no random numbers draw
 with health on trains exactly as one without). A ReLU module applied twice in a forward pass
 (torchvision's ResNet blocks) is reported per call: `layer1.0.relu`, `layer1.0.relu#2`.
 
-The Trainer calls Health.epoch_end after each epoch's validation (its generic observer hook) and
-stores state_dict() in last.pt, so a resumed run keeps the earlier epochs. Nothing of this runs
-when train.health is off.
+Health is an observer (observers.py): the Trainer calls epoch_end after each epoch's validation
+and stores state_dict() in last.pt, so a resumed run keeps the earlier epochs. Nothing of this
+runs when train.health is off.
 """
 from __future__ import annotations
 
@@ -27,12 +27,22 @@ import math
 import torch
 from torch import nn
 
+from .observers import OBSERVERS, Observer
+
 THRESHOLD = 1e-3  # |w| below this counts as (near) zero
 BINS = 20
 PROBE = 256  # samples in the dead-unit probe batch
 
 
-class Health:
+@OBSERVERS.register("health")
+def _health(setup, optimizer, main: bool, run_dir):
+    """train.health: per-layer gradient norms, dead ReLUs, weight histograms (on every process)."""
+    return Health.for_setup(setup, optimizer) if setup.cfg["train.health"] else None
+
+
+class Health(Observer):
+    name = "health"
+
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, probe: torch.Tensor | None):
         self.weights = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
         self.probe = probe
@@ -127,6 +137,9 @@ class Health:
         self._steps = d.get("steps", 0)
         s = d.get("sum")
         self._sum = None if s is None else s.to(self.weights[0][1].device if self.weights else "cpu")
+
+    def summarize(self, summary: dict) -> None:
+        summary["health"] = self.summary()
 
     def summary(self) -> dict:
         """Per-epoch lists for summary.json: {metric: {layer: [one value per epoch]}}."""

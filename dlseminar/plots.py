@@ -16,7 +16,9 @@ def _plt():
 
 
 def curves(path: Path, history: list[dict], summary: dict) -> None:
-    """Loss (train and val) and the monitored metric per epoch; best epoch and stop marked."""
+    """Loss (train and val) and the monitored metric per epoch. The best epoch is marked (a star on the
+    monitored curve, "restored" when the run ends with its weights); when early stopping ended the
+    run, the patience window (best epoch to the stop) is shaded."""
     plt = _plt()
     epochs = [r["epoch"] for r in history]
     monitor = summary.get("monitor", "val/loss")
@@ -28,9 +30,19 @@ def curves(path: Path, history: list[dict], summary: dict) -> None:
     for ax, (title, keys) in zip(axes[0], panels):
         for k in [k for k in keys if any(k in r for r in history)]:  # e.g. no val/loss for a detector
             ax.plot(epochs, [r.get(k, float("nan")) for r in history], label=k, marker="." if len(epochs) < 40 else None)
-        if summary.get("best_epoch"):
-            ax.axvline(summary["best_epoch"], color="green", ls="--", lw=1, label=f"best epoch {summary['best_epoch']}")
+        best = summary.get("best_epoch")
+        if best:
+            restored = " (restored)" if summary.get("restored_best") else ""
+            ax.axvline(best, color="green", ls="--", lw=1, label=f"best epoch {best}{restored}")
+            if monitor in keys:  # the restored weights' score, on the monitored curve
+                row = next((r for r in history if r["epoch"] == best), {})
+                if monitor in row:
+                    ax.plot([best], [row[monitor]], marker="*", ms=13, color="green", mec="k", ls="none", zorder=5)
         if summary.get("stopped_early") and epochs:
+            if best and summary.get("patience") and epochs[-1] > best:
+                # the epochs early stopping waited for an improvement that did not come
+                ax.axvspan(best, epochs[-1], color="orange", alpha=0.15,
+                           label=f"patience: {epochs[-1] - best} epochs without improvement")
             ax.axvline(epochs[-1], color="red", ls=":", lw=1, label="stopped")
         ax.set_xlabel("epoch")
         ax.set_title(title)
@@ -42,13 +54,13 @@ def curves(path: Path, history: list[dict], summary: dict) -> None:
     plt.close(fig)
 
 
-def decision_boundary(path: Path, model, task, data, device, steps: int = 200) -> None:
-    """Predicted class over the 2-D input plane, with the train and test points, in original units."""
-    plt = _plt()
-    mean = data.stats.get("mean")
-    std = data.stats.get("std")
-    pts = {s: xy for s, xy in data.splits.items()}
-    raw = {s: (X.double() * std + mean if mean is not None else X.double(), y) for s, (X, y) in pts.items()}
+def plane(data, steps: int):
+    """The 2-D input plane around the data: (points per split in original units, xx, yy, grid).
+
+    xx, yy: (steps, steps) coordinates in original units, y along rows; grid: (steps*steps, 2) the
+    same points normalised as the model sees them (float32)."""
+    mean, std = data.stats.get("mean"), data.stats.get("std")
+    raw = {s: (X.double() * std + mean if mean is not None else X.double(), y) for s, (X, y) in data.splits.items()}
     allx = torch.cat([X for X, _ in raw.values()])
     lo, hi = allx.min(0).values, allx.max(0).values
     pad = (hi - lo) * 0.1 + 1e-6
@@ -58,9 +70,16 @@ def decision_boundary(path: Path, model, task, data, device, steps: int = 200) -
     grid = torch.stack([xx.flatten(), yy.flatten()], 1)
     if mean is not None:
         grid = (grid - mean) / std
+    return raw, xx, yy, grid.float()
+
+
+def decision_boundary(path: Path, model, task, data, device, steps: int = 200) -> None:
+    """Predicted class over the 2-D input plane, with the train and test points, in original units."""
+    plt = _plt()
+    raw, xx, yy, grid = plane(data, steps)
     model.eval()
     with torch.inference_mode():
-        probs = task.predict(model, grid.float().to(device)).cpu()
+        probs = task.predict(model, grid.to(device)).cpu()
     k = probs.shape[1]
     fig, ax = plt.subplots(figsize=(5.5, 5))
     cmap = plt.get_cmap("coolwarm" if k == 2 else "tab10")

@@ -220,13 +220,21 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
         write_config(run_dir / "config.yaml", cfg)
     meta = {"config": cfg.to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
             "num_outputs": setup.task.num_outputs}
-    observers = []
-    if cfg["train.health"]:  # gradient norms, dead ReLUs, weight histograms (health.py)
-        from .health import Health
+    from .observers import build_observers
 
-        observers.append(Health.for_setup(setup, opt))
+    observers = build_observers(setup, opt, main, run_dir)  # health, boundary frames, TensorBoard: as configured
     trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta, dist=dist,
                       observers=observers)
+    try:
+        return _fit(cfg, setup, trainer, saved, train_loader, val_loader, run_dir, main, world)
+    finally:
+        for ob in observers:
+            ob.close()
+
+
+def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_loader, run_dir: Path, main: bool,
+         world: int):
+    """Train, then (rank 0) test with the best weights, draw the plots and write summary.json."""
     if saved:
         trainer.restore(saved)
     t0 = time.perf_counter()
@@ -250,20 +258,22 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
         "name": cfg["name"], "task": setup.task.kind, "model": cfg["model.name"], "dataset": cfg["data.name"],
         "loss": setup.task.loss_name, "optimizer": cfg["optim.name"], "device": str(setup.device),
         "params": sum(p.numel() for p in setup.model.parameters()),
-        "epochs_run": state.epoch, "best_epoch": es.best_epoch,
+        "epochs_run": state.epoch, "best_epoch": es.best_epoch, "patience": cfg["early_stop.patience"],
         "stopped_early": state.stop_reason is not None and not state.stop_reason.startswith("reached"),
         "stop_reason": state.stop_reason, "monitor": trainer.monitor, "mode": trainer.mode,
         "best": {k: v for k, v in best_row.items() if k.startswith("val/")},
         "test": test, "test_details": details, "test_checkpoint": "best.pt" if use_best else "last.pt",
         "restored_best": use_best, "seconds": round(seconds, 3), "processes": world,
     }
-    if observers:
-        summary["health"] = observers[0].summary()
+    for ob in trainer.observers:
+        ob.summarize(summary)
     explain = getattr(setup.model, "explain", None)
     if explain is not None and not setup.data.per_batch and setup.data.info.in_shape[0] <= 32:  # small tables only
         summary.update(explain(setup.data.stats.get("mean"), setup.data.stats.get("std")))
     if cfg["logging.plots"]:
         summary["plots"] = make_plots(run_dir, setup, state.history, summary)
+    for ob in trainer.observers:
+        ob.finish(run_dir, summary)
     write_json(run_dir / "summary.json", summary)
     return run_dir, summary
 

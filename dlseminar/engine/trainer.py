@@ -81,9 +81,11 @@ class Trainer:
         self.autocast = amp.autocast_args(cfg["train.precision"], device)  # None for 32: no per-step cost
         self.scaler = amp.make_scaler(cfg["train.precision"], device)  # fp16 only
         self.net = self._prepare(model)
-        # observers (e.g. health.Health): epoch_end(epoch, model, row) after each epoch's validation, and
-        # state_dict()/load_state_dict() carried in last.pt; per-step work they do through their own hooks
+        # observers (observers.py: health, decision-boundary frames, TensorBoard): step_end after each
+        # optimizer step (only those that ask), epoch_end after each epoch's validation, and their
+        # state_dict() carried in last.pt by name
         self.observers = list(observers)
+        self._step_observers = [ob for ob in self.observers if ob.wants_steps]
 
     def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """What the training steps call. Parameters stay the same objects (the optimizer holds them)."""
@@ -130,6 +132,7 @@ class Trainer:
         every = self.cfg["checkpoint.every_n_steps"]
         skip_nan = self.cfg["train.on_nan"] == "skip"
         cast, scaler, dist, ddp, k = self.autocast, self.scaler, self.dist, self.ddp, self.accumulate
+        watchers = self._step_observers
         last = len(loader) - 1 if k > 1 else 0
         acc, count = float(s.partial_loss[0]), s.partial_loss[1]  # a Python float64: summed in step order
         g_loss, g_n, g_bad, stop = None, 0, False, False  # the optimizer step being accumulated
@@ -197,6 +200,8 @@ class Trainer:
                 s.step += 1
                 acc += g_loss
                 count += g_n
+                for ob in watchers:  # usually none: no per-step cost
+                    ob.step_end(s.step, g_loss / max(g_n, 1), self.sched.lr)
             g_loss, g_n, g_bad = None, 0, False
             stop = stop if dist is not None else self._signal is not None
             if stop or (every and stepped and s.step % every == 0):
@@ -252,7 +257,7 @@ class Trainer:
                 "partial_loss": list(s.partial_loss), "nan_skips": s.nan_skips, "history": s.history, "stop_reason": s.stop_reason,
                 "scaler": None if self.scaler is None else self.scaler.state_dict(),
                 "rng": ckpt.rng_state(), "metrics": s.history[-1] if s.history else {},
-                **({"observers": [ob.state_dict() for ob in self.observers]} if self.observers else {})}
+                **({"observers": {ob.name: ob.state_dict() for ob in self.observers}} if self.observers else {})}
 
     def write_interval(self) -> float:
         """Seconds between periodic writes: checkpoint.min_interval_s, and long enough that writing
@@ -303,8 +308,12 @@ class Trainer:
                               nan_skips=d.get("nan_skips", 0))
         if self.scaler is not None and d.get("scaler"):
             self.scaler.load_state_dict(d["scaler"])
-        for ob, st in zip(self.observers, d.get("observers") or []):
-            ob.load_state_dict(st)
+        saved = d.get("observers") or {}
+        if isinstance(saved, list):  # checkpoints before observers had names held Health's state only
+            saved = {"health": saved[0]} if saved else {}
+        for ob in self.observers:
+            if ob.name in saved:  # one turned on only at this resume starts empty
+                ob.load_state_dict(saved[ob.name])
         ckpt.set_rng_state(d["rng"])  # rank 0's: with several processes only rank 0 continues its stream exactly
         if self.dist is not None and self.dist.rank:
             torch.manual_seed(distributed.rank_seed(self.cfg["seed"], self.dist.rank, d["step"]))
@@ -343,9 +352,9 @@ class Trainer:
                 if self.cfg["train.on_nan"] == "skip":
                     row["train/skipped_steps"] = s.nan_skips
                 row.update({f"train/{k}": v for k, v in self.task.train_logs().items()})  # e.g. loss parts
+                row.update({f"val/{k}": v for k, v in val.items()})
                 for ob in self.observers:
                     ob.epoch_end(epoch, self.model, row)
-                row.update({f"val/{k}": v for k, v in val.items()})
                 row["seconds"] = time.perf_counter() - t0
                 if self.dist is not None:  # rank 0's row on every rank: one early-stopping decision
                     row = distributed.broadcast_object(row)

@@ -12,6 +12,7 @@ from ..registry import LOSSES, call_builder
 
 class Task:
     kind = "base"
+    draws_boundary = False  # predicts class probabilities: 2-D inputs get a decision-boundary animation
     output_kind = "values"  # 'scores': the model returns logits and the task applies the link
     default_loss = "mse"
     monitor, mode = "val/loss", "min"

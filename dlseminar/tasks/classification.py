@@ -44,6 +44,7 @@ class Classification(Task):
     """Predict one of C classes; monitor val/acc."""
 
     kind = "classification"
+    draws_boundary = True
     output_kind = "scores"
     default_loss = "ce"
     monitor, mode = "val/acc", "max"

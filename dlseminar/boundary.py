@@ -1,0 +1,161 @@
+"""plots/decision_boundary.gif: a 2-D classifier's decision boundary, epoch by epoch.
+
+The perceptron's line settling and the MLP bending around XOR are the lessons' pictures; a
+still of the last epoch (plots/decision_boundary.png) hides how training got there. Every
+recorded epoch, the model predicts a fixed grid over the input plane (the same extent as the
+still): every epoch up to the 20th, then about 60 frames spread over the rest. Frames are kept
+as small uint8 grids (GRID x GRID: 10 kB), also in last.pt, so a resumed run's animation
+starts at epoch 1. The GIF is drawn at the end with Pillow directly:
+one matplotlib figure per frame would cost ~50 ms each, this costs ~1 ms.
+
+Binary problems show P(class 1) on a blue-red scale with the 0.5 contour in black; more
+classes show the predicted class, paler where the model is less sure.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .observers import OBSERVERS, Observer
+
+GRID = 100  # predictions per axis
+EVERY_EPOCH, LATER = 20, 60  # the first 20 epochs (where most of the motion is), then about 60 more frames
+SIZE = 300  # pixels of the square plot area: 3 per grid point
+MS_FRAME, MS_LAST = 120, 2000  # the final frame (the restored best weights) is held longer
+
+
+@OBSERVERS.register("boundary")
+def _boundary(setup, optimizer, main: bool, run_dir: Path):
+    """logging.boundary_gif: the decision boundary per epoch, for classifiers of 2-D inputs."""
+    cfg = setup.cfg
+    if not (main and cfg["logging.plots"] and cfg["logging.boundary_gif"] and setup.task.draws_boundary
+            and setup.data.info.in_shape == (2,) and "train" in setup.data.splits):
+        return None
+    return BoundaryFrames(setup, cfg["train.epochs"])
+
+
+class BoundaryFrames(Observer):
+    name = "boundary"
+
+    def __init__(self, setup, epochs: int):
+        from .plots import plane
+
+        self.task, self.model, self.device = setup.task, setup.model, setup.device
+        self.names = setup.data.info.class_names or []
+        self.stride = max(1, math.ceil((epochs - EVERY_EPOCH) / LATER))
+        self.epochs = epochs
+        raw, xx, yy, grid = plane(setup.data, GRID)
+        self.grid = grid.to(setup.device)
+        self.extent = (float(xx.min()), float(xx.max()), float(yy.min()), float(yy.max()))
+        self.points = raw["train"]  # (X in original units, y)
+        self.frames: list[torch.Tensor] = []  # (GRID, GRID) uint8 each, row 0 = lowest y
+        self.captions: list[str] = []
+
+    # ---------------------------------------------------------------- recording
+    def _frame(self) -> torch.Tensor:
+        """The grid's prediction as uint8: binary P(class 1) * 255; else class * 32 + confidence * 31."""
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                p = self.task.predict(self.model, self.grid).float().cpu()
+        finally:
+            self.model.train(was)
+        p = torch.nan_to_num(p, nan=0.5)
+        self.k = p.shape[1]
+        if p.shape[1] == 2:
+            v = (p[:, 1] * 255).round()
+        else:  # class in the high bits, confidence above chance in the low five
+            conf, cls = p.max(1)
+            k = p.shape[1]
+            v = cls.clamp(max=7) * 32 + ((conf - 1 / k) / (1 - 1 / k)).clamp(0, 1) * 31
+        return v.to(torch.uint8).reshape(GRID, GRID)
+
+    def epoch_end(self, epoch: int, model, row: dict) -> None:
+        if epoch > EVERY_EPOCH and epoch % self.stride and epoch != self.epochs:
+            return
+        self.frames.append(self._frame())
+        shown = [f"{k} {row[k]:.3f}" for k in ("train/loss", "val/acc") if isinstance(row.get(k), float)]
+        self.captions.append(f"epoch {epoch}   " + "   ".join(shown))
+
+    def state_dict(self) -> dict:
+        return {"frames": self.frames, "captions": self.captions}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.frames, self.captions = list(d["frames"]), list(d["captions"])
+
+    # ---------------------------------------------------------------- drawing
+    def finish(self, run_dir: Path, summary: dict) -> None:
+        if not self.frames:
+            return
+        final = f"final weights: epoch {summary['best_epoch']}" + (" (best, restored)" if summary.get("restored_best") else "")
+        frames = [*zip(self.frames, self.captions), (self._frame(), final)]  # the model now holds the final weights
+        images = [self._draw(f, c, self.k) for f, c in frames]
+        path = run_dir / "plots" / "decision_boundary.gif"
+        images[0].save(path, save_all=True, append_images=images[1:], loop=0, optimize=False,
+                       duration=[MS_FRAME] * (len(images) - 1) + [MS_LAST])
+        summary.setdefault("plots", []).append("plots/decision_boundary.gif")
+
+    def _draw(self, frame: torch.Tensor, caption: str, k: int):
+        """One frame as a palette image: the GIF's own format, so Pillow has nothing to quantise."""
+        import numpy as np
+        from PIL import Image, ImageDraw
+
+        v = frame.numpy().astype(np.int64)
+        if k == 2:
+            idx = v * LEVELS // 256  # P(class 1) in LEVELS bands of the blue-red scale
+            cls = v >= 128
+        else:
+            cls = v // 32
+            idx = np.minimum(cls, 7) * SHADES + (v % 32) * SHADES // 32  # class, then confidence
+        edge = np.zeros_like(cls, dtype=bool)  # where the predicted class changes: the boundary
+        edge[:, 1:] |= cls[:, 1:] != cls[:, :-1]
+        edge[1:, :] |= cls[1:, :] != cls[:-1, :]
+        idx[edge] = BLACK
+        area = Image.fromarray(idx[::-1].astype(np.uint8).copy(), "P").resize((SIZE, SIZE), Image.NEAREST)  # row 0: top
+        top = 24
+        img = Image.new("P", (SIZE, SIZE + top), WHITE)
+        img.putpalette(_palette(k))
+        img.paste(area, (0, top))
+        draw = ImageDraw.Draw(img)
+        x0, x1, y0, y1 = self.extent
+        X, y = self.points
+        for (a, b), c in zip(X.tolist(), y.tolist()):
+            px = (a - x0) / (x1 - x0) * SIZE
+            py = top + (1 - (b - y0) / (y1 - y0)) * SIZE
+            draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=POINTS + min(int(c), 7), outline=BLACK)
+        draw.text((6, 5), caption, fill=BLACK, font=_font())
+        return img
+
+
+# palette layout: the background shades first, then (from 240) black, white and 8 point colours
+LEVELS, SHADES = 20, 8  # binary: 20 bands of P(class 1), as the still's contour plot; more classes: 8 x 8 confidence shades
+BLACK, WHITE, POINTS = 240, 241, 242
+
+
+def _palette(k: int) -> list[int]:
+    import matplotlib
+    import numpy as np
+
+    if k == 2:
+        shades = np.asarray(matplotlib.colormaps["coolwarm"](np.linspace(0, 1, LEVELS)))[:, :3] * 255
+        points = np.array([[20, 40, 140], [120, 0, 20]] + [[0, 0, 0]] * 6)  # darker than the regions
+    else:
+        base = np.asarray(matplotlib.colormaps["tab10"].colors[:8]) * 255
+        conf = np.linspace(0, 1, SHADES)[None, :, None]
+        shades = (255 - (255 - base[:, None, :]) * (0.25 + 0.6 * conf)).reshape(-1, 3)  # pale where unsure
+        points = base * 0.6
+    pad = np.full((BLACK - len(shades), 3), 255.0)
+    pal = np.concatenate([shades, pad, [[0, 0, 0], [255, 255, 255]], points])
+    return [int(round(c)) for c in pal.flatten()]
+
+
+def _font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(13)  # Pillow >= 10.1 with FreeType: a scalable font
+    except TypeError:
+        return ImageFont.load_default()

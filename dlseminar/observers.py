@@ -1,0 +1,53 @@
+"""Observers: things that watch a training run without taking part in its optimisation.
+
+Training health, the decision-boundary animation and TensorBoard logging are observers. The
+Trainer calls step_end after each optimizer step and epoch_end after each epoch's validation,
+and keeps state_dict() in last.pt under the observer's name, so a resumed run continues what
+it recorded (an observer turned on only at the resume starts empty). run.py calls summarize
+before the plots are drawn and finish after, then close whatever happened.
+
+Adding one is a decorated factory in OBSERVERS that returns an Observer or None (not wanted
+for this run): no branches in the Trainer or run.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .registry import Registry
+
+# factory(setup, optimizer, main, run_dir) -> Observer | None; main: this process writes files (rank 0)
+OBSERVERS = Registry("observer", "logging / train.health")
+
+
+class Observer:
+    name = ""
+    wants_steps = False  # True: step_end is called after every optimizer step
+
+    def step_end(self, step: int, loss: float, lr: float) -> None:
+        """`loss`: the step's mean training loss (over all processes under DDP)."""
+
+    def epoch_end(self, epoch: int, model, row: dict) -> None:
+        """`row`: the epoch's metrics.csv row (train and val metrics, lr); observers may add keys."""
+
+    def summarize(self, summary: dict) -> None:
+        """Add to summary.json (before the plots are drawn from it)."""
+
+    def finish(self, run_dir: Path, summary: dict) -> None:
+        """After the test split and the plots: write files; list plots in summary['plots']."""
+
+    def close(self) -> None:
+        """Always called at the end of the run, also after an error or interrupt."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, d: dict) -> None:
+        pass
+
+
+def build_observers(setup, optimizer, main: bool, run_dir: Path) -> list[Observer]:
+    """The observers this run's config asks for (by name: the order does not matter)."""
+    from . import boundary, health, tensorboard_log  # noqa: F401  (they register themselves)
+
+    made = (entry.fn(setup, optimizer, main, Path(run_dir)) for entry in OBSERVERS.entries())
+    return [ob for ob in made if ob is not None]
