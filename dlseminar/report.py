@@ -118,7 +118,10 @@ def fmt(v) -> str:
 
 
 def parse(cell: str):
-    """A CSV cell back to int or float where it is one (so it can be formatted), else the text."""
+    """A CSV cell back to int or float where it is one (so it can be formatted), else the text. Python would
+    also read '1_000' and ' 5' as numbers: such cells are text a user typed (a run name), kept as written."""
+    if "_" in cell or cell != cell.strip():
+        return cell
     for kind in (int, float):
         try:
             return kind(cell)
@@ -182,8 +185,8 @@ def figures(folder: Path, anchor: str = "") -> str:
 
 
 # ---------------------------------------------------------------- a run directory
-def read_csv(file: Path) -> tuple[list[str], list[list]]:
-    """Header and rows (cells parsed to numbers where they are) of a CSV; empty when missing."""
+def read_csv(file: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (text, as written) of a CSV; empty when missing."""
     try:
         with open(file, newline="") as f:
             rows = list(csv.reader(f))
@@ -191,7 +194,12 @@ def read_csv(file: Path) -> tuple[list[str], list[list]]:
         return [], []
     if not rows:
         return [], []
-    return rows[0], [[parse(c) for c in r] for r in rows[1:]]
+    return rows[0], rows[1:]
+
+
+def numbers(rows: list[list[str]]) -> list[list]:
+    """CSV rows for display: cells that are numbers formatted as numbers."""
+    return [[parse(c) for c in r] for r in rows]
 
 
 def read_config(run_dir: Path) -> dict | None:
@@ -222,7 +230,7 @@ def facts(s: dict) -> str:
              ("best weights restored", None if restored is None else ("yes" if restored else "no")),
              ("seconds", s.get("seconds"))]
     rows = "".join(f'<tr><th class="text">{esc(k)}</th>{td(v)}</tr>' for k, v in items if v is not None)
-    return f"<table>{rows}</table>"
+    return f"<table>{rows}</table>" if rows else ""
 
 
 def headline(s: dict) -> str:
@@ -288,7 +296,7 @@ def run_page(run_dir: Path) -> str:
              '<h2 id="plots">Plots</h2>', figures(run_dir / "plots", anchor="plot-"), classes, checks]
     header, rows = read_csv(run_dir / "metrics.csv")
     body.append(f'<h2 id="epochs">Per epoch ({len(rows)} rows of metrics.csv)</h2>')
-    body.append(table(header, rows, scroll=True) if header else note("no metrics.csv"))
+    body.append(table(header, numbers(rows), scroll=True) if header else note("no metrics.csv"))
     body.append('<h2 id="config">Config</h2>')
     body.append(table(["key", "value"], [[k, _text(v)] for k, v in flatten(cfg)]) if cfg is not None
                 else note("no readable config.yaml"))
@@ -299,10 +307,9 @@ def run_page(run_dir: Path) -> str:
 def member_dir(folder: Path, row: dict) -> Path | None:
     """A ranked row's run directory: a sweep's member under the sweep (also after the sweep was moved),
     else the CSV's `dir` as written (relative to where `dlsem compare` ran, like this command)."""
-    for d in (folder / str(row.get("run", "")), Path(str(row.get("dir", "")))):
-        if str(row.get("run", "")) and d.is_dir() and any((d / m).is_file() for m in RUN_MARKERS):
-            return d
-    return None
+    candidates = [folder / row["run"]] if row.get("run") else []
+    candidates += [Path(row["dir"])] if row.get("dir") else []
+    return next((d for d in candidates if d.is_dir() and any((d / m).is_file() for m in RUN_MARKERS)), None)
 
 
 def status_class(column: str, value) -> str:
@@ -311,7 +318,7 @@ def status_class(column: str, value) -> str:
 
 def member(folder: Path, row: dict, monitor: str) -> str:
     """One collapsible section: the member's headline metrics and its plots."""
-    best = row.get("best")
+    best = parse(row.get("best") or "")
     title = f"#{row.get('rank', '?')} {row.get('run', '')}: {row.get('status', '')}"
     if isinstance(best, (int, float)):
         title += f", {monitor} {fmt(best)}"
@@ -334,8 +341,8 @@ def group_page(folder: Path, kind: str) -> str:
     if not header:
         raise ConfigError(f"{str(folder)!r} holds no readable {csv_name} (a sweep writes it when all members have run); "
                           f"`dlsem compare {folder}` writes it from the members there are")
-    records = [dict(zip(header, r)) for r in rows]
-    monitor = next((str(r["monitor"]) for r in records if r.get("monitor")), "monitor")
+    records = [dict(zip(header, r)) for r in rows]  # as written: run names must match their directories
+    monitor = next((r["monitor"] for r in records if r.get("monitor")), "monitor")
     body = [f"<h1>{esc(kind)} {esc(folder.name)}</h1>", note(f"{kind} directory {folder}")]
     record = read_json(folder / "sweep.json") if kind == "sweep" else None
     if record:  # what was swept: recipe, --set items, grid
@@ -344,7 +351,7 @@ def group_page(folder: Path, kind: str) -> str:
         body.append(f"<p><code>dlsem sweep {esc(record.get('config') or '(default config)')} {esc(grid)} "
                     f"{esc(sets)}</code></p>")
     body += [f"<h2>Ranked ({esc(csv_name)}, by {esc(monitor)})</h2>",
-             table(header, rows, classes=status_class, scroll=True),
+             table(header, numbers(rows), classes=status_class, scroll=True),
              "<h2>Plots</h2>", figures(folder / "plots", anchor="plot-"),
              f"<h2>Members ({len(records)})</h2>", *[member(folder, r, monitor) for r in records]]
     return page(f"{kind} {folder.name} — dlsem report", body)
