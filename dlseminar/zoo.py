@@ -39,6 +39,9 @@ BASE = ("optim.name=adam", "optim.lr=0.0003", "train.batch_size=32", "early_stop
 SHAPES = ("data.n_samples=1000", "data.num_classes=4", "data.image_size=32")
 FLAT = (64,)  # the flat feature vector an image model refuses
 OWN_OPTIONS = {"model.name": "--models", "data.name": "--data", "train.epochs": "--epochs", "out": "--out"}
+# keys a sweep lets a restart change (a resume may), but that the models of one zoo must share to be compared
+ALIKE = ("train.epochs", "early_stop.patience", "early_stop.min_delta", "train.on_nan", "device", "train.precision",
+         "train.channels_last", "train.compile")
 
 
 # ---------------------------------------------------------------- which models
@@ -147,8 +150,9 @@ def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: 
     names = choose_models(models)
     all_sets = member_sets(data, epochs, list(sets))
     info, task = check_images(data, all_sets, names[0])
-    root, rows, _ = sweep.sweep(None, [f"model.name={','.join(names)}"], all_sets, jobs,
-                                out or str(Path("runs") / f"zoo-{data}"), echo)
+    out = out or str(Path("runs") / f"zoo-{data}")
+    check_alike(Path(out), names, all_sets)
+    root, rows, _ = sweep.sweep(None, [f"model.name={','.join(names)}"], all_sets, jobs, out, echo)
     out_rows = []
     for r in rows:
         name = r["settings"].get("model.name", r["run"])
@@ -173,6 +177,29 @@ def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: 
     (root / "plots").mkdir(parents=True, exist_ok=True)
     plot(root / "plots" / "zoo.png", out_rows, described)
     return root, out_rows, described
+
+
+def check_alike(root: Path, names: list[str], sets: list[str]) -> None:
+    """A zoo started again continues only with the same epochs, early stopping and speed settings: the sweep
+    would skip a model finished with other ones (or resume one with the new ones) and mix them in one table."""
+    import yaml
+
+    from .config import resolve
+    from .errors import UserError
+
+    for name in names:
+        path = root / f"model.name={name}" / "config.yaml"
+        try:
+            old = resolve(base=yaml.safe_load(path.read_text()))
+        except (OSError, UserError, yaml.YAMLError):
+            continue  # none yet (or unreadable: the member runs again and rewrites it)
+        new = resolve(sets=[*sets, f"model.name={name}"])
+        for key in ALIKE:
+            if old[key] != new[key]:
+                option = "--epochs" if key == "train.epochs" else f"--set {key}=..."
+                raise ConfigError(f"{str(path.parent)!r} was trained with {key} = {old[key]!r}, this zoo asks for "
+                                  f"{new[key]!r}: its models would not be trained alike; use {option} as before to "
+                                  f"continue that zoo, or another --out")
 
 
 def rank(rows: list[dict]) -> None:
@@ -251,12 +278,20 @@ def plot(path: Path, rows: list[dict], described: dict) -> None:
     if shown:
         biggest = max(r["params"] for r in shown) or 1
         cmap = plt.get_cmap("tab20")
+        xs, ys = [math.log10(r["flops"]) for r in shown], [r["val_acc"] for r in shown]
+        span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 0.1
+        placed: list[tuple[float, float]] = []
         for i, r in enumerate(shown):
             ax.scatter(r["flops"], r["val_acc"], s=30 + 800 * math.sqrt(r["params"] / biggest), alpha=0.6,
                        color=cmap(i % cmap.N), edgecolor="black", linewidth=0.5)
+            x, y = xs[i], ys[i]  # labels of points close together (often: several at chance) go one above another
+            k = sum(abs(px - x) / span_x < 0.18 and abs(py - y) / span_y < 0.04 for px, py in placed)
+            placed.append((x, y))
             ax.annotate(f"{r['model']} ({_si(r['params'])})", (r["flops"], r["val_acc"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+                        xytext=(6, 4 + 11 * k), textcoords="offset points",
+                        arrowprops=dict(arrowstyle="-", lw=0.5, color="gray") if k else None)
         ax.set_xscale("log")
+        ax.margins(x=0.08, y=0.15)
     else:
         ax.text(0.5, 0.5, "no finished member", ha="center", va="center", transform=ax.transAxes)
     shape = "x".join(map(str, described["in_shape"]))
@@ -267,6 +302,8 @@ def plot(path: Path, rows: list[dict], described: dict) -> None:
     timed = [r for r in rows if math.isfinite(r["s_per_epoch"])]
     labels = [r["model"] if r["status"] == "finished" else f"{r['model']} ({r['status']})" for r in timed]
     bx.barh(range(len(timed)), [r["s_per_epoch"] for r in timed], color="tab:blue", alpha=0.7)
+    for i, r in enumerate(timed):
+        bx.text(r["s_per_epoch"], i, f" {r['s_per_epoch']:.3g}", va="center", fontsize=7)
     bx.set_yticks(range(len(timed)), labels, fontsize=8)
     bx.invert_yaxis()  # rank 1 on top
     bx.set_xlabel("seconds per epoch (mean)")

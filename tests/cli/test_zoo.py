@@ -75,6 +75,12 @@ def test_zoo_table_counts_and_restart(dlsem, tmp_path):
     assert {n: (root / f"model.name={n}" / "metrics.csv").read_text() for n in by} == before
     assert _csv(root / "zoo.csv") == rows
 
+    # other epochs in the same directory would mix 2-epoch and 3-epoch models in one table: refused
+    other = dlsem("zoo", "--models", "cnn,lenet5", "--epochs", "3", *TINY)
+    assert other.rc == 2 and other.err.strip().startswith("error: ") and len(other.err.strip().splitlines()) == 1
+    assert "train.epochs = 2" in other.err and "--epochs" in other.err
+    assert {n: (root / f"model.name={n}" / "metrics.csv").read_text() for n in by} == before
+
 
 def test_failed_member_does_not_stop_the_others(dlsem, tmp_path):
     # AlexNet's ImageNet stem cannot take 16 px: that member fails, cnn (no stem option) still trains;
