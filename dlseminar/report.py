@@ -350,6 +350,9 @@ def group_page(folder: Path, kind: str) -> str:
         sets = "  ".join(f"--set {s}" for s in record.get("sets", []))
         body.append(f"<p><code>dlsem sweep {esc(record.get('config') or '(default config)')} {esc(grid)} "
                     f"{esc(sets)}</code></p>")
+    zoo_header, zoo_rows = read_csv(folder / "zoo.csv")  # a `dlsem zoo` directory: its own table first
+    if zoo_header:
+        body += ["<h2>Zoo (zoo.csv)</h2>", table(zoo_header, numbers(zoo_rows), classes=status_class, scroll=True)]
     body += [f"<h2>Ranked ({esc(csv_name)}, by {esc(monitor)})</h2>",
              table(header, numbers(rows), classes=status_class, scroll=True),
              "<h2>Plots</h2>", figures(folder / "plots", anchor="plot-"),

@@ -81,6 +81,13 @@ def test_zoo_table_counts_and_restart(dlsem, tmp_path):
     assert "train.epochs = 2" in other.err and "--epochs" in other.err
     assert {n: (root / f"model.name={n}" / "metrics.csv").read_text() for n in by} == before
 
+    # `dlsem report` on a zoo directory shows the zoo table (params, FLOPs) before the sweep's ranking
+    rep = dlsem("report", root)
+    assert rep.rc == 0, rep
+    html = (root / "report.html").read_text()
+    zoo_part = html.split("Zoo (zoo.csv)")[1].split("Ranked (sweep.csv")[0]
+    assert "lenet5" in zoo_part and ">flops<" in zoo_part and f">{int(by['cnn']['params'])}<" in zoo_part
+
 
 def test_failed_member_does_not_stop_the_others(dlsem, tmp_path):
     # AlexNet's ImageNet stem cannot take 16 px: that member fails, cnn (no stem option) still trains;
