@@ -46,6 +46,7 @@ td.text, th.text { text-align: left; overflow-wrap: break-word; }
 .row { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
 .scroll { overflow-x: auto; max-height: 36em; overflow-y: auto; }
 .scroll th { position: sticky; top: 0; }
+.scroll td { white-space: nowrap; }  /* long cells (stop reasons, paths) scroll sideways instead of making rows tall */
 figure { display: inline-block; margin: .5em 1em 1em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-family: monospace; color: #555; }
