@@ -108,7 +108,7 @@ def confusion(path: Path, y: torch.Tensor, pred: torch.Tensor, names: list[str],
     """Confusion matrix (rows: true class, columns: predicted) with counts."""
     plt = _plt()
     k = max(len(names), int(max(y.max(), pred.max())) + 1)
-    cm = torch.bincount(y * k + pred, minlength=k * k).view(k, k)
+    cm = torch.bincount(y * k + pred, minlength=k * k).view(k, k).numpy()  # matplotlib wants NumPy, not tensors
     fig, ax = plt.subplots(figsize=(1.2 + 0.5 * k, 1 + 0.5 * k))
     ax.imshow(cm, cmap="Blues")
     labels = names if len(names) == k else [str(i) for i in range(k)]
@@ -170,7 +170,7 @@ def filters(path: Path, model, limit: int = 32) -> bool:
         ax.axis("off")
     for ax, f in zip(axes.flat, w):
         f = (f - f.min()) / (f.max() - f.min() + 1e-8)
-        ax.imshow(f[0] if f.shape[0] != 3 else f.permute(1, 2, 0), cmap="gray", interpolation="nearest")
+        ax.imshow((f[0] if f.shape[0] != 3 else f.permute(1, 2, 0)).numpy(), cmap="gray", interpolation="nearest")
     fig.suptitle(f"first-layer filters {tuple(conv.weight.shape)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -313,7 +313,7 @@ def feature_maps(folder: Path, model, x: torch.Tensor, max_layers: int = 4, max_
         for ax in axes.flat:
             ax.axis("off")
         for ax, fm in zip(axes.flat, a):
-            ax.imshow(fm, cmap="viridis", interpolation="nearest")
+            ax.imshow(fm.numpy(), cmap="viridis", interpolation="nearest")
         fig.suptitle(f"{n}: {tuple(acts[n].shape[1:])}", fontsize=8)
         fig.tight_layout()
         name = f"features_{n.replace('.', '_') or 'conv'}.png"
