@@ -156,3 +156,33 @@ def test_observer_state_is_kept_by_name(dlsem, tmp_path):
     assert r.rc == 0, r
     assert read_summary(tmp_path / "run")["health"]["epochs"] == [1, 2, 3]
     assert len(_events(tmp_path / "run/tensorboard").Scalars("epoch")) == 1  # only the epoch it ran
+
+
+def test_gif_for_three_classes_shows_each_predicted_class(dlsem, tmp_path):
+    from PIL import Image
+
+    import numpy as np
+
+    from dlseminar.boundary import POINTS, SHADES, _palette
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [4.0, 0.0], [2.0, 3.5]])
+    rows = ["x1,x2,label"]
+    for c, (cx, cy) in enumerate(centres.tolist()):
+        for x, y in (torch.randn(60, 2, generator=g) * 0.6 + torch.tensor([cx, cy])).tolist():
+            rows.append(f"{x:.4f},{y:.4f},{'abc'[c]}")
+    (tmp_path / "blobs.csv").write_text("\n".join(rows) + "\n")
+    r = dlsem("train", "--data", "csv", "--set", "data.path=blobs.csv", "--model", "mlp", "--epochs", "8",
+              "--lr", "0.05", "--out", "run", *FAST)
+    assert r.rc == 0, r
+    with Image.open(tmp_path / "run/plots/decision_boundary.gif") as im:
+        assert im.n_frames == 8 + 1
+        im.seek(im.n_frames - 1)
+        area = np.asarray(im.convert("RGB").crop((0, 24, im.width, im.height))).reshape(-1, 3)  # below the caption
+    pal = np.array(_palette(3)).reshape(-1, 3)
+    colours = {tuple(c): i for i, c in enumerate(pal.tolist())}
+    index = np.array([colours.get(tuple(px), -1) for px in area.tolist()])
+    assert (index >= 0).all()  # a palette image: every pixel one of its colours
+    per_class = [int(((index >= c * SHADES) & (index < (c + 1) * SHADES)).sum()) for c in range(3)]
+    assert all(n > 0.1 * len(index) for n in per_class), per_class  # three predicted regions
+    assert all((index == POINTS + c).any() for c in range(3))  # each class's points in its colour
