@@ -162,11 +162,32 @@ def _flat(cfg: Config) -> dict:
 
 # ---------------------------------------------------------------- running
 def _state(m: Member) -> str:
+    """'done' (skip it), 'extend' (finished, but this sweep asks for more epochs), 'resume' or 'new'."""
     if (m.dir / "summary.json").exists():
-        return "done"
+        return _finished(m)
     if (m.dir / "last.pt").exists():
         return "resume"
     return "new"
+
+
+def _finished(m: Member) -> str:
+    """A member that has its summary.json, run again into the same --out with another train.epochs: one
+    that ran all its epochs continues to the new number from its last.pt (exactly as one longer run);
+    one that stopped early or diverged stands as it is; fewer epochs than it ran would put shorter and
+    longer runs in one table and are refused."""
+    try:
+        old = int(yaml.safe_load((m.dir / "config.yaml").read_text())["train"]["epochs"])
+        summary = read_json(m.dir / "summary.json") or {}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return "done"
+    new = m.cfg["train.epochs"]
+    ran = summary.get("epochs_run", old)
+    if new < old and ran > new:
+        raise ConfigError(f"sweep member {str(m.dir)!r} already ran {ran} epochs (train.epochs = {old}); this sweep asks "
+                          f"for {new}: the table would mix them; keep train.epochs >= {old} or choose another --out")
+    if new > old and str(summary.get("stop_reason", "")).startswith("reached") and (m.dir / "last.pt").exists():
+        return "extend"
+    return "done"
 
 
 def _in_process(m: Member, sets: list[str], resume: bool) -> int:
@@ -200,8 +221,9 @@ def _in_process(m: Member, sets: list[str], resume: bool) -> int:
 
 def _member_sets(m: Member, sets: list[str]) -> list[str]:
     """The sweep's --set items and the member's grid values (also given to a resume: the keys a resume may
-    change, such as train.epochs, then follow the sweep; any other difference is refused by the resume)."""
-    return [*sets, *(f"{k}={v}" for k, v in m.settings.items())]
+    change, such as train.epochs, then follow the sweep; any other difference is refused by the resume).
+    train.epochs is stated too: a resume starts from the checkpoint's config, not the sweep's recipe file."""
+    return [*sets, *(f"{k}={v}" for k, v in m.settings.items()), f"train.epochs={m.cfg['train.epochs']}"]
 
 
 def _command(m: Member, config: Path | None, sets: list[str], resume: bool) -> list[str]:
@@ -280,13 +302,13 @@ def sweep(config: Path | None, grid_items: list[str], sets: list[str], jobs: int
 
     todo = []
     count = itertools.count(1)
-    for m in members:
-        state = _state(m)
+    states = [_state(m) for m in members]  # all checked before anything trains
+    for m, state in zip(members, states):
         if state == "done":
             echo(f"[{next(count)}/{len(members)}] {m.name}: finished earlier, skipped")
             by_name[m.name].update(action="skipped")
         else:
-            todo.append((m, state == "resume"))
+            todo.append((m, state in ("resume", "extend")))
     save()
     t0 = time.perf_counter()
 

@@ -157,3 +157,27 @@ def test_bad_grid_is_one_error_line(dlsem, tmp_path, grid, words):
     lines = [ln for ln in r.err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r
     assert not (tmp_path / "runs").exists()
+
+
+def test_more_epochs_into_the_same_out_continue_finished_members(dlsem, tmp_path):
+    """Run again into the same --out with a larger train.epochs: members that ran all their epochs go on from
+    their last.pt (each equal to one longer run); fewer epochs would mix run lengths in one table: refused."""
+    grid = ["--grid", "optim.lr=0.05,0.01", "--set", "logging.plots=false", "--set", "checkpoint.min_interval_s=0"]
+    assert dlsem("sweep", PLANE, *grid, "--set", "train.epochs=2", "--out", "sw").rc == 0
+    r = dlsem("sweep", PLANE, *grid, "--set", "train.epochs=4", "--out", "sw")
+    assert r.rc == 0, r
+    assert "skipped" not in r.out
+    assert dlsem("sweep", PLANE, *grid, "--set", "train.epochs=4", "--out", "long").rc == 0
+    for name in ("optim.lr=0.05", "optim.lr=0.01"):
+        rows = metrics_rows(tmp_path / "sw" / name)
+        assert len(rows) == 4 and rows == metrics_rows(tmp_path / "long" / name)
+        assert read_summary(tmp_path / "sw" / name)["test"] == read_summary(tmp_path / "long" / name)["test"]
+    actions = {m["name"]: m["action"] for m in json.loads((tmp_path / "sw" / "sweep.json").read_text())["members"]}
+    assert set(actions.values()) == {"resumed"}
+    assert [int(row["epochs_run"]) for row in _csv(tmp_path / "sw" / "sweep.csv")] == [4, 4]
+
+    before = {n: metrics_rows(tmp_path / "sw" / n) for n in ("optim.lr=0.05", "optim.lr=0.01")}
+    fewer = dlsem("sweep", PLANE, *grid, "--set", "train.epochs=3", "--out", "sw")
+    assert fewer.rc == 2 and fewer.err.strip().startswith("error: ") and len(fewer.err.strip().splitlines()) == 1
+    assert "already ran 4 epochs" in fewer.err
+    assert {n: metrics_rows(tmp_path / "sw" / n) for n in before} == before
