@@ -82,6 +82,14 @@ class BatchNorm:
         return x
 
 
+def check_split(name: str, n: int, val_split: float, test_split: float) -> None:
+    """Enough samples for a train/val/test split, and fractions that leave some for training."""
+    if n < 5:
+        raise DataError(f"dataset {name!r} has only {n} images; at least 5 are needed to split")
+    if (1 - val_split - test_split) <= 0:
+        raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
+
+
 def split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
                    strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split

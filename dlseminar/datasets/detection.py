@@ -24,7 +24,7 @@ import torch
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .base import BatchPlan, Data, DataInfo, split_indices
+from .base import BatchPlan, Data, DataInfo, check_split, split_indices
 from .images import SHAPES, channel_stats, draw_shape, shape_options
 
 EVAL_BATCH = 16  # images per forward pass in evaluation (a detector's activations are large)
@@ -79,10 +79,7 @@ def split_det(det: DetImages, name: str, val_split: float, test_split: float, st
               stats: dict | None = None) -> "DetData":
     """Random split by seed (an official test set replaces the test cut); train-only channel stats."""
     n = len(det.targets)
-    if n < 5:
-        raise DataError(f"dataset {name!r} has only {n} images; at least 5 are needed to split")
-    if (1 - val_split - test_split) <= 0:
-        raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
+    check_split(name, n, val_split, test_split)
     parts = split_indices(np.arange(n), "detection", val_split, 0.0 if det.test is not None else test_split, seed)
     splits = {s: (_take(det.images, ix), [det.targets[i] for i in ix]) for s, ix in parts.items() if len(ix)}
     if det.test is not None:

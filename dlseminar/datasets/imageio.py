@@ -1,6 +1,7 @@
 """Reading image files of any size and mode into fixed-size uint8 tensors (Pillow)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -12,30 +13,39 @@ from ..errors import DataError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+@contextlib.contextmanager
+def opened(path: Path, what: str = "image"):
+    """`path` opened and decoded with Pillow. Every way of failing to read it, also in the caller's
+    block (a mode conversion, a resize), becomes one DataError naming the file: the one-line error."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{what} {str(path)!r} is empty (0 bytes)")
+        with Image.open(path) as im:
+            im.load()  # decode now, so a truncated file fails here
+            yield im
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{what} {str(path)!r} not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"cannot read {what} {str(path)!r}: {str(e).splitlines()[0][:100] if str(e) else type(e).__name__}") from None
+
+
 def load_image(path: str | Path, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
     """One image file -> (channels, H, W) uint8, resized to `size` (H, W) when given.
 
     Grayscale, RGB, RGBA (composited on white), palette and 16-bit images are accepted;
     an unreadable, truncated or empty file raises DataError naming it.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    p = Path(path)
-    try:
-        if p.stat().st_size == 0:
-            raise DataError(f"image {str(p)!r} is empty (0 bytes)")
-        with Image.open(p) as im:
-            im.load()  # force decoding now, so a truncated file fails here
-            im = _to_mode(im, channels)
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"image {str(p)!r} not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"cannot read image {str(p)!r}: {str(e).splitlines()[0][:100] if str(e) else type(e).__name__}") from None
+    with opened(Path(path)) as im:
+        im = _to_mode(im, channels)
+        if size is not None and im.size != (size[1], size[0]):
+            im = im.resize((size[1], size[0]), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.uint8)
     if a.ndim == 2:
         a = a[:, :, None]
     return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .imageio import IMAGE_SUFFIXES, load_image, walk_files
+from .imageio import IMAGE_SUFFIXES, load_image, opened, walk_files
 from .segmentation import IGNORE, SegImages
 
 MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")  # modes whose pixel values are class indices
@@ -41,24 +41,12 @@ def _plural(n: int, word: str) -> str:
 
 def load_mask(path: Path) -> tuple[np.ndarray, list[int] | None]:
     """A class-index PNG -> ((H, W) int64 values, its RGB palette as a flat list or None)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if path.stat().st_size == 0:
-            raise DataError(f"mask {str(path)!r} is empty (0 bytes)")
-        with Image.open(path) as im:
-            im.load()  # decode now, so a truncated file fails here
-            if im.mode not in MASK_MODES:
-                raise DataError(f"mask {str(path)!r} is a {im.mode} image; masks must hold class indices "
-                                f"(mode L or P: each pixel's value is its class, 255 = ignore), not colours")
-            palette = im.getpalette() if im.mode == "P" else None
-            a = np.array(im, dtype=np.int64)  # P: the palette indices themselves, not their colours
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"mask {str(path)!r} not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"cannot read mask {str(path)!r}: {str(e).splitlines()[0][:100] if str(e) else type(e).__name__}") from None
+    with opened(path, "mask") as im:
+        if im.mode not in MASK_MODES:
+            raise DataError(f"mask {str(path)!r} is a {im.mode} image; masks must hold class indices "
+                            f"(mode L or P: each pixel's value is its class, 255 = ignore), not colours")
+        palette = im.getpalette() if im.mode == "P" else None
+        a = np.array(im, dtype=np.int64)  # P: the palette indices themselves, not their colours
     return a, palette
 
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .base import Data, DataInfo, split_indices
+from .base import Data, DataInfo, check_split, split_indices
 from .images import SHAPES, draw_shape, fit_stats, shape_options
 
 IGNORE = 255  # mask value excluded from the loss and the metrics
@@ -44,10 +43,7 @@ def split_seg(seg: SegImages, name: str, val_split: float, test_split: float, st
     is kept as `Data.palette` for plots and `dlsem predict`.
     """
     n = len(seg.X)
-    if n < 5:
-        raise DataError(f"dataset {name!r} has only {n} images; at least 5 are needed to split")
-    if (1 - val_split - test_split) <= 0:
-        raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
+    check_split(name, n, val_split, test_split)
     parts = split_indices(np.arange(n), "segmentation", val_split, 0.0 if seg.test is not None else test_split, seed)
     splits = {s: (seg.X[torch.as_tensor(ix)], seg.masks[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
     if seg.test is not None:
