@@ -9,15 +9,23 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+from .cli_help import Command, Group, show_version
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=Group,
                   help="dlseminar: train and evaluate the deep-learning seminar's models from the terminal.")
-config_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect the configuration.")
+config_app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Group, help="Inspect the configuration.")
 app.add_typer(config_app, name="config")
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=show_version,
+                                       help="Print the version (dlsem X.Y.Z) and exit.")):
+    """dlseminar: train and evaluate the deep-learning seminar's models from the terminal."""
 
 SET_HELP = "Set any config key: --set optim.lr=0.01 (repeatable); see `dlsem config show`."
 
 
-@app.command()
+@app.command(cls=Command)
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded default config)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name (see `dlsem models`)."),
@@ -36,7 +44,8 @@ def train(
                                               help="Start from torchvision's ImageNet weights (local cache only)."),
     out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pt."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into an existing --out directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in an existing --out directory (its "
+                                   "files are removed first; a folder holding other files is refused)."),
     devices: Optional[int] = typer.Option(None, "--devices", min=1,
                                           help="Train in N processes on this machine (torchrun: one per GPU, or N CPU processes)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
@@ -68,9 +77,11 @@ def train(
 
 
 def _print_summary(run_dir: Path, s: dict) -> None:
-    from rich.console import Console
+    from rich.markup import escape
 
-    c = Console(highlight=False)
+    from .streams import console
+
+    c = console(highlight=False)
     c.print(f"[bold]{s['stop_reason']}[/bold]; best epoch {s['best_epoch']} of {s['epochs_run']}"
             + (" (best weights restored)" if s["restored_best"] else ""))
     for part in ("best", "test"):
@@ -78,10 +89,10 @@ def _print_summary(run_dir: Path, s: dict) -> None:
             c.print(f"{part:5s} " + "  ".join(f"{k} {v:.4f}" for k, v in s[part].items()))
     if "weights" in s:
         c.print(f"weights (original units): {s['weights']}")
-    c.print(f"run directory: {run_dir}  ({s['seconds']:.1f}s)")
+    c.print(f"run directory: {escape(str(run_dir))}  ({s['seconds']:.1f}s)")
 
 
-@app.command("eval")
+@app.command("eval", cls=Command)
 def eval_(
     ckpt: Path = typer.Argument(..., help="A checkpoint: RUN/best.pt or RUN/last.pt."),
     data: Optional[str] = typer.Option(None, "--data", help="Evaluate on another dataset (same features/classes)."),
@@ -100,10 +111,11 @@ def eval_(
     if json_:
         print(json.dumps(metrics))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console(highlight=False)
+    from .streams import console
+
+    c = console(highlight=False)
     c.print(f"{info['checkpoint']} on {info['dataset']} ({split}): "
             + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     tables = [details] if details else []
@@ -117,7 +129,7 @@ def eval_(
         c.print(t)
 
 
-@app.command()
+@app.command(cls=Command)
 def predict(
     ckpt: Path = typer.Argument(..., help="A checkpoint of an image classifier, a segmentation model or a detector."),
     images: List[Path] = typer.Argument(..., help="Image files or folders (any size and mode)."),
@@ -126,6 +138,8 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", help="Write here an annotated image per input (classifiers) "
                                        "or <stem>_mask.png and <stem>_overlay.png (segmentation)."),
     features: bool = typer.Option(False, "--features", help="With --out: feature maps of a few conv layers for the first image."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files of the same name in --out "
+                                   "(never an input image or the checkpoint)."),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", min=0.0, max=1.0,
                                                     help="Detectors: keep boxes scoring above this "
                                                          "(default: the checkpoint's model.score_thresh)."),
@@ -138,38 +152,37 @@ def predict(
     if score_threshold is not None:
         set_ = [*set_, f"model.score_thresh={score_threshold}"]
 
-    results, X, setup = run.predict_images(str(ckpt), [str(i) for i in images], top_k, set_, out=out)
-    if out is not None and features:
-        from . import plots
-
-        x0 = setup.data.transform(setup.device)(X[0][None].to(setup.device))
-        for f in plots.feature_maps(out, setup.model, x0):
-            print(f"feature maps: {out / f}", file=sys.stderr)
+    results, X, setup = run.predict_images(str(ckpt), [str(i) for i in images], top_k, set_, out=out,
+                                           overwrite=overwrite, features=features)
+    for f in results[0].get("features", []) if results else []:
+        print(f"feature maps: {f}", file=sys.stderr)
     if json_:
         print(json.dumps(results))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from .streams import console
 
     header, rows = setup.task.prediction_table(results)
     t = Table(*header)
     for r in rows:
         t.add_row(*r)
-    Console().print(t)
+    console().print(t)
 
 
 def _listing(reg, extra=None) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from .streams import console
 
     t = Table("name", "description", *(["kind"] if extra else []))
     for e in reg.entries():
         t.add_row(e.name, escape(e.doc), *([str(e.meta.get(extra, ""))] if extra else []))
-    Console().print(t)
+    console().print(t)
 
 
-models_app = typer.Typer(add_completion=False, invoke_without_command=True,
+models_app = typer.Typer(add_completion=False, invoke_without_command=True, cls=Group,
                          help="List the registered models, or `models show NAME` for a layer table.")
 app.add_typer(models_app, name="models")
 INPUT_HELP = "Input shape CxHxW (e.g. 3x32x32, 1x8x8) or a feature count (e.g. 64)."
@@ -209,11 +222,11 @@ def models(
     """List the registered models with their parameter count for --input."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from .registry import MODELS, load_all
+    from .streams import console
 
     load_all()
     shape = _shape(input_)
@@ -227,10 +240,10 @@ def models(
         except Exception as err:  # e.g. an input too small, or 1-D input for a conv net
             n = f"n/a ({err})"[:40]
         t.add_row(e.name, escape(n), escape(e.doc))
-    Console().print(t)
+    console().print(t)
 
 
-@models_app.command("show")
+@models_app.command("show", cls=Command)
 def models_show(
     name: str = typer.Argument(..., help="Model name."),
     input_: str = typer.Option("3x32x32", "--input", help=INPUT_HELP),
@@ -238,11 +251,11 @@ def models_show(
     set_: List[str] = typer.Option([], "--set", help="model.* keys, e.g. --set model.widths=[8,16]"),
 ):
     """Layer table of one model: layer, output shape, parameters."""
-    from rich.console import Console
     from rich.table import Table
 
     from .models.summary import layer_table
     from .registry import MODELS, load_all
+    from .streams import console
 
     load_all()
     shape = _shape(input_)
@@ -251,14 +264,14 @@ def models_show(
     for layer, kind, out_shape, params in layer_table(model, shape):
         t.add_row(layer, kind, "x".join(map(str, out_shape)), f"{params:,}")
     total = sum(p.numel() for p in model.parameters())
-    c = Console()
+    c = console()
     c.print(t)
     c.print(f"total parameters: {total:,}  —  {MODELS.get(name).doc}")
     for line in getattr(model, "describe", lambda: [])():  # models with stages to explain (detectors)
         c.print(line, highlight=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def datasets():
     """List the registered datasets."""
     from .registry import DATASETS, load_all
@@ -267,7 +280,7 @@ def datasets():
     _listing(DATASETS, "kind")
 
 
-@config_app.command("show")
+@config_app.command("show", cls=Command)
 def config_show(
     config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded defaults)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
@@ -289,7 +302,7 @@ def config_show(
         print(f"{left:<34} # {SCHEMA[key].doc}")
 
 
-@app.command()
+@app.command(cls=Command)
 def sweep(
     config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded default config)."),
     grid: List[str] = typer.Option([], "--grid", help="key=value1,value2,... (repeatable: the Cartesian product "
@@ -297,6 +310,8 @@ def sweep(
     jobs: int = typer.Option(1, "--jobs", min=1, help="Members trained at a time: 1 in this process, N in N processes."),
     out: Optional[str] = typer.Option(None, "--out", help="Sweep directory (default runs/<name>-sweep; "
                                       "the same command again continues it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out that holds no sweep "
+                                   "(never a run directory or a folder holding the recipe or data)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every member."),
 ):
     """Train every combination of the --grid values, each in its own run directory, then rank them
@@ -305,7 +320,7 @@ def sweep(
     from .errors import Interrupted
 
     try:
-        root, rows, keys = sweeps.sweep(config, grid, set_, jobs, out)
+        root, rows, keys = sweeps.sweep(config, grid, set_, jobs, out, overwrite=overwrite)
     except Interrupted as e:  # sweeps.sweep said how to continue
         raise typer.Exit(e.code)
     _print_ranked(rows, keys, root / "sweep.csv", f"sweep {root}", names=False)
@@ -313,21 +328,23 @@ def sweep(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
     runs: List[Path] = typer.Argument(..., help="Run directories, or a sweep directory (its members)."),
     out: Optional[str] = typer.Option(None, "--out", help="Where compare.csv and plots/compare.png go "
                                       "(default: the sweep directory when given one, else runs/compare[-N])."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out that holds no earlier "
+                                   "comparison (never a run directory)."),
 ):
     """Rank existing runs by their monitored metric: a table, a CSV and overlaid learning curves."""
     from .compare import compare as compare_runs
 
-    folder, rows, keys, name = compare_runs(runs, out)
+    folder, rows, keys, name = compare_runs(runs, out, overwrite)
     one_sweep = len(runs) == 1 and (runs[0] / "sweep.json").exists()  # its settings columns name the members
     _print_ranked(rows, keys, folder / name, "", names=not one_sweep)
 
 
-@app.command()
+@app.command(cls=Command)
 def zoo(
     data: str = typer.Option("shapes", "--data", help="An image classification dataset (see `dlsem datasets`)."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Epochs for every model (no early stopping)."),
@@ -336,21 +353,22 @@ def zoo(
     jobs: int = typer.Option(1, "--jobs", min=1, help="Models trained at a time: 1 in this process, N in N processes."),
     out: Optional[str] = typer.Option(None, "--out", help="Zoo directory (default runs/zoo-<data>; "
                                       "the same command again continues it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out that holds no zoo "
+                                   "(never a run directory)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every model, e.g. data.n_samples=200."),
 ):
     """Train every image classifier of the zoo on the same data with the same settings (Adam, lr 3e-4, batch 32)
     and rank them: parameters, forward FLOPs per image, seconds per epoch, val and test accuracy (zoo.csv,
     plots/zoo.png). A sweep over model.name: started again, it skips finished models and resumes the others."""
-    from rich.console import Console
-
     from . import zoo as zoos
     from .errors import Interrupted
+    from .streams import console
 
     try:
-        root, rows, described = zoos.zoo(data, epochs, models, set_, jobs, out)
+        root, rows, described = zoos.zoo(data, epochs, models, set_, jobs, out, overwrite=overwrite)
     except Interrupted as e:  # the sweep said how to continue
         raise typer.Exit(e.code)
-    c = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    c = console(highlight=False)  # in a log: rows never wrap
     shape = "x".join(map(str, described["in_shape"]))
     c.print(zoos.table(rows, described, f"zoo {root}: {data} {shape}, {described['num_classes']} classes, "
                                         f"{epochs} epoch{'s' if epochs != 1 else ''}"))
@@ -361,28 +379,28 @@ def zoo(
 
 
 def _print_ranked(rows, keys, csv_path: Path, title: str, names: bool = True) -> None:
-    from rich.console import Console
-
     from .compare import table
+    from .streams import console
 
-    c = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    c = console(highlight=False)  # in a log: rows never wrap
     c.print(table(rows, keys, title, names))
     c.print(f"{csv_path}  {csv_path.parent / 'plots' / 'compare.png'}")
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
-    path: Path = typer.Argument(..., help="A run directory, or a sweep or compare directory."),
-    out: Optional[Path] = typer.Option(None, "--out", help="The HTML file to write (default: PATH/report.html)."),
+    path: Path = typer.Argument(..., metavar="DIR", help="A run directory, or a sweep or compare directory."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="The HTML file to write (default: DIR/report.html)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file (never a run's own files)."),
 ):
     """One self-contained HTML page (opens offline: images and styles inline) of a run, or of a sweep or
     compare directory with a section per member run."""
     from .report import write_report
 
-    print(write_report(path, out))
+    print(write_report(path, out, overwrite))
 
 
-@app.command("lr-find")
+@app.command("lr-find", cls=Command)
 def lr_find_(
     config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded default config)."),
     steps: int = typer.Option(200, "--steps", help="Optimizer steps of the test (at least 10)."),
@@ -390,6 +408,8 @@ def lr_find_(
     end: float = typer.Option(10.0, "--end", help="Last learning rate."),
     write: Optional[Path] = typer.Option(None, "--write", help="Write a copy of the recipe with optim.lr set to the suggestion."),
     out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/<name>-lr-find)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --write file, write into a non-empty "
+                                   "--out (never the recipe being tested or a run's files)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
 ):
     """Learning-rate range test: the loss while the lr grows exponentially; lr_find.png and a suggested lr
@@ -399,10 +419,10 @@ def lr_find_(
     from .errors import ConfigError
 
     cfg = resolve(config, set_)
-    if write is not None:
-        lr_find.check_write(write, cfg)
+    if write is not None:  # both checked before the test runs: a refusal costs nothing
+        lr_find.check_write(write, cfg, overwrite)
+    folder = lr_find.output_dir(cfg, out, overwrite)
     result = lr_find.find(cfg, start, end, steps)
-    folder = lr_find.output_dir(cfg, out)
     info = lr_find.write_outputs(folder, result, cfg)
     lr = info["suggested_lr"]
     print(f"{info['steps_run']} steps, {info['stop_reason']}")
@@ -414,26 +434,33 @@ def lr_find_(
     print(f"suggested lr: {lr:.3g} ({info['rule']})")
     print(f"plot: {folder / 'lr_find.png'}")
     if write is not None:
-        lr_find.write_config(write, cfg, lr)
+        lr_find.write_config(write, cfg, lr, overwrite)
         print(f"wrote {write} (optim.lr {float(f'{lr:.3g}'):g}); train it with: dlsem train {write}")
 
 
 def main() -> None:
     """Entry point: user mistakes become one `error:` line and exit 2, never a traceback."""
+    import shlex
     import signal
 
+    from . import runlock, streams
+
     args = sys.argv[1:] or ["--help"]
+    runlock.COMMAND = " ".join(["dlsem", *map(shlex.quote, args)])  # what a refused second process is told
 
     def terminate(signum, frame):  # outside a training loop (which handles it itself): leave like Ctrl-C
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM, even during exit, just ends it
         raise _Terminated
 
-    previous = signal.signal(signal.SIGTERM, terminate) if hasattr(signal, "SIGTERM") else None
-    try:
-        _run(args)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    # stdout/stderr closed, piped into `head`, or unable to encode a path: the command still runs to its end
+    with streams.guarded():
+        previous = signal.signal(signal.SIGTERM, terminate) if hasattr(signal, "SIGTERM") else None
+        try:
+            _run(args)
+        finally:
+            runlock.release_all()  # a sweep's directory; a run's is released when its training returns
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: list[str]) -> None:

@@ -11,22 +11,25 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 
 import yaml
 
+from . import io
 from .config import resolve
+from . import runfiles
 from .errors import ConfigError, UserError
 
 SKIP_KEYS = ("out", "name")  # differ between runs by construction (a sweep's members, a copy)
 
 
 def read_json(path: Path) -> dict | None:
+    """A JSON object, or None when the file is missing or damaged (strict readers: runfiles)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return obj if isinstance(obj, dict) else None
 
 
 def last_error(log: Path) -> str:
@@ -46,38 +49,24 @@ def _mode(monitor: str, cfg_mode: str | None = None) -> str:
     return "min" if monitor.endswith("loss") or monitor.split("/")[-1] in ("mse", "mae", "rmse") else "max"
 
 
-def read_history(run_dir: Path) -> list[dict]:
-    """metrics.csv as a list of rows of floats (empty cells and text as NaN)."""
-    rows = []
-    try:
-        with open(run_dir / "metrics.csv", newline="") as f:
-            for r in csv.DictReader(f):
-                row = {}
-                for k, v in r.items():
-                    try:
-                        row[k] = int(v) if k == "epoch" else float(v)
-                    except (TypeError, ValueError):
-                        row[k] = math.nan
-                rows.append(row)
-    except OSError:
-        pass
-    return rows
+def read_history(run_dir: Path, summary: dict | None = None) -> list[dict]:
+    """metrics.csv as a list of rows of floats (empty cells as NaN); a damaged file is a DataError."""
+    header, rows = runfiles.read_metrics(run_dir, summary) or ([], [])
+    return [{k: (int(v) if k == "epoch" else float(v) if v else math.nan) for k, v in zip(header, r)} for r in rows]
 
 
 def run_row(run_dir: Path, record: dict | None = None) -> dict:
-    """One run directory as a table row: status, monitor, best value, test metrics, settings."""
+    """One run directory as a table row: status, monitor, best value, test metrics, settings.
+
+    Its summary.json, metrics.csv and config.yaml are read strictly: a damaged one is a DataError naming it."""
     record = record or {}
-    s = read_json(run_dir / "summary.json")
-    cfg = {}
-    try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        pass
+    s = runfiles.read_summary(run_dir)
+    cfg = runfiles.read_config(run_dir) or {}
     row = {"run": run_dir.name, "dir": str(run_dir), "settings": record.get("settings", {}), "config": cfg,
            "error": record.get("error") or "", "monitor": None, "mode": "max"}
     if s is not None:
         reason = s.get("stop_reason") or ""
-        row.update(status="diverged" if "diverged" in reason else "finished", monitor=s.get("monitor", "val/loss"),
+        row.update(status="diverged" if "diverged" in reason else "finished", monitor=s["monitor"],
                    summary=s, stop_reason=reason)
         row["mode"] = s.get("mode") or _mode(row["monitor"], (cfg.get("early_stop") or {}).get("mode"))
     else:
@@ -89,7 +78,7 @@ def run_row(run_dir: Path, record: dict | None = None) -> dict:
         else:  # a non-zero exit, or none recorded and nothing trained
             row["status"] = "failed"
             row["error"] = row["error"] or last_error(run_dir / "train.log") or "no summary.json"
-    row["history"] = read_history(run_dir)
+    row["history"] = read_history(run_dir, s)
     _score(row, row.get("monitor"))
     return row
 
@@ -159,8 +148,7 @@ def write_outputs(folder: Path, rows: list[dict], csv_name: str, keys: list[str]
     tests = sorted({k for r in rows for k in ((r.get("summary") or {}).get("test") or {})})
     header = ["rank", "run", "status", *keys, "monitor", "mode", "best", "best_epoch", "epochs_run", *tests,
               "seconds", "stop_reason", "error", "dir"]
-    tmp = folder / f".tmp-{csv_name}"
-    with open(tmp, "w", newline="") as f:
+    with io.atomic_open(folder / csv_name, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         for r in rows:
@@ -169,10 +157,9 @@ def write_outputs(folder: Path, rows: list[dict], csv_name: str, keys: list[str]
                         r["mode"], _cell(r["best"]), s.get("best_epoch", ""), s.get("epochs_run", ""),
                         *[_cell((s.get("test") or {}).get(k)) for k in tests], s.get("seconds", ""),
                         r.get("stop_reason", ""), r["error"], r["dir"]])
-    os.replace(tmp, folder / csv_name)
-    plots.compare(folder / "plots" / "compare.png",
-                  [{"label": r["run"], "history": r["history"], "status": r["status"]} for r in rows],
-                  rows[0]["monitor"] or "val/loss")
+    with io.atomic_path(folder / "plots" / "compare.png") as tmp:
+        plots.compare(tmp, [{"label": r["run"], "history": r["history"], "status": r["status"]} for r in rows],
+                      rows[0]["monitor"] or "val/loss")
 
 
 def _cell(v):
@@ -221,9 +208,11 @@ def expand(paths: list[Path]) -> tuple[list[Path], dict | None, Path | None]:
     sweep directory given, also its record and path."""
     dirs, record, sweep_dir = [], None, None
     for p in paths:
+        if not p.exists():
+            raise ConfigError(f"{str(p)!r} does not exist")
         if not p.is_dir():
             raise ConfigError(f"{str(p)!r} is not a run or sweep directory")
-        rec = read_json(p / "sweep.json")
+        rec = runfiles.read_sweep_record(p)  # a damaged sweep.json is an error, not a folder of loose runs
         if rec is not None:
             members = [p / r["name"] for r in rec.get("members", [])]
             dirs += members
@@ -243,18 +232,22 @@ def expand(paths: list[Path]) -> tuple[list[Path], dict | None, Path | None]:
     return dirs, record, sweep_dir
 
 
-def compare(paths: list[Path], out: str | None = None) -> tuple[Path, list[dict], list[str], str]:
+def compare(paths: list[Path], out: str | None = None, overwrite: bool = False) -> tuple[Path, list[dict], list[str], str]:
     """The ranked rows of existing runs; writes <out>/compare.csv (sweep.csv for a sweep directory compared
-    into itself) and <out>/plots/compare.png. Returns (out folder, rows, setting keys, csv name)."""
+    into itself) and <out>/plots/compare.png. Returns (out folder, rows, setting keys, csv name).
+
+    An --out holding compare.csv (an earlier comparison), or the sweep directory compared, is rewritten;
+    another non-empty one needs `overwrite`; a run directory (one compared, or any other) never."""
     dirs, record, sweep_dir = expand(paths)
-    rows = collect(dirs, record)
-    keys = [k for k, _ in record["grid"]] if record else differing_keys(rows)
     if out is None and sweep_dir is not None:
         folder, name = sweep_dir, "sweep.csv"
     else:
         folder, name = (Path(out) if out else _numbered(Path("runs") / "compare")), "compare.csv"
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--out {str(folder)!r} exists and is not a directory")
+        own = (folder / "compare.csv").is_file() or (sweep_dir is not None and io.same_path(folder, sweep_dir))
+        io.check_dir(folder, overwrite=overwrite, own=own, what="a comparison",
+                     inputs=[(d, "a run directory being compared") for d in dirs])
+    rows = collect(dirs, record)
+    keys = [k for k, _ in record["grid"]] if record else differing_keys(rows)
     write_outputs(folder, rows, name, keys)
     return folder, rows, keys, name
 

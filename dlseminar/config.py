@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -24,6 +25,29 @@ class Key:
     doc: str
     check: Callable[[Any], str | None] | None = None  # returns a complaint or None
     choices: tuple[str, ...] | None = None
+    path: bool = False  # a file or folder: stored as an absolute path (the run is evaluated from anywhere)
+
+
+# Limits on what a recipe can hold: one mistake (a pasted data file, a YAML alias bomb, a runaway
+# script) is refused in one line before it costs memory or time.
+MAX_FILE_BYTES = 1_000_000  # a recipe is a few KB
+MAX_SET_CHARS = 10_000  # one --set item
+MAX_TEXT = 4096  # one text value (PATH_MAX on Linux)
+MAX_ITEMS = 10_000  # one list value
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are 32-bit; Python's and torch's take more
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to `limit` characters: error lines echo what was given, never megabytes of it."""
+    if isinstance(value, str) and len(value) > 4 * limit:
+        value = value[: 4 * limit]  # no repr of a huge string only to cut it
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(text: str, limit: int) -> str:
+    """Text as typed, cut to `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _gt0(v):
@@ -42,15 +66,32 @@ def _frac(v):
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
+def _seed(v):
+    return None if 0 <= v <= SEED_MAX else f"must be in 0 .. {SEED_MAX} (2**32 - 1, what NumPy accepts)"
+
+
+def _name(v):
+    """A run name becomes the folder runs/<name>: one plain folder name."""
+    if not v.strip():
+        return "must not be empty"
+    if "/" in v or "\\" in v:
+        return "cannot contain a path separator ('/' or '\\'): it names the folder runs/<name> (use out for a path)"
+    if v.startswith("."):
+        return "cannot start with '.' (no hidden folders, no '..')"
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        return "cannot contain control characters"
+    return None if len(v) <= 100 else "must be at most 100 characters"
+
+
 def _device(v):
     ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
     return None if ok else "must be auto, cpu, cuda, cuda:N or mps"
 
 
 SCHEMA: dict[str, Key] = {
-    "name": Key(None, "str?", "run name; default: the config file's stem, or 'default'"),
+    "name": Key(None, "str?", "run name (a folder name under runs/); default: the config file's stem, or 'default'", _name),
     "task": Key("auto", "str", "classification | regression | auto (from the dataset)"),
-    "seed": Key(0, "int", "seed for data split, weight init, shuffling and dropout", _ge0),
+    "seed": Key(0, "int", f"seed for data split, weight init, shuffling and dropout (0 .. {SEED_MAX})", _seed),
     "device": Key("auto", "str", "auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps", _device),
     "out": Key(None, "str?", "run directory; default runs/<name>, numbered when taken"),
     # --- model
@@ -95,7 +136,7 @@ SCHEMA: dict[str, Key] = {
     "model.detections_per_img": Key(100, "int", "detectors: most detections kept per image", _ge1),
     # --- data
     "data.name": Key("digits", "str", "dataset from `dlsem datasets`"),
-    "data.path": Key(None, "str?", "csv: the CSV file; folder: the root folder (one sub-folder per class)"),
+    "data.path": Key(None, "str?", "csv: the CSV file; folder: the root folder (one sub-folder per class)", path=True),
     "data.target": Key(None, "str?", "csv: target column (default: the last column)"),
     "data.features": Key(None, "strs?", "csv: feature columns (default: every other column)"),
     "data.n_samples": Key(500, "int", "generated datasets: number of samples", lambda v: None if v >= 10 else "must be >= 10"),
@@ -103,15 +144,16 @@ SCHEMA: dict[str, Key] = {
     "data.image_size": Key(None, "int?", "image datasets: resize to image_size x image_size (null: the dataset's own size; shapes: 32)", _ge1),
     "data.num_classes": Key(None, "int?", "shapes, shapes_seg, shapes_det: how many shape classes (null: 4); seg_folder: classes incl. background (null: from classes.txt or the masks)", _ge1),
     "data.channels": Key(3, "int", "shapes, folder: 1 (grayscale) or 3 (RGB)", _ge1),
-    "data.root": Key("data", "str", "folder where downloadable datasets are read from (and downloaded to)"),
+    "data.root": Key("data", "str", "folder where downloadable datasets are read from (and downloaded to)", path=True),
     "data.download": Key(False, "bool", "mnist/cifar...: download into data.root when missing (needs the network)"),
     "data.augment": Key([], "strs", "image datasets: random training augmentation, any of hflip, vflip, crop (masks follow the image)"),
-    "data.skip_bad": Key(False, "bool", "folder, coco: skip unreadable images (coco: and bad annotations) with a counted warning instead of stopping"),
+    "data.skip_bad": Key(False, "bool", "folder, coco: skip unreadable images (coco: and bad annotations); csv: rows with an empty, non-finite or unknown cell; counted in a note instead of stopping"),
     "data.max_shapes": Key(4, "int", "shapes_seg, shapes_det: most shapes per image (shapes_det draws 0 to max_shapes)", _ge1),
-    "data.image_dir": Key(None, "str?", "coco: folder the JSON's file_name entries are relative to (default: the JSON's folder, then its images/)"),
+    "data.image_dir": Key(None, "str?", "coco: folder the JSON's file_name entries are relative to (default: the JSON's folder, then its images/)",
+                          path=True),
     "data.val_split": Key(0.2, "float", "fraction of samples held out for validation", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
     "data.test_split": Key(0.2, "float", "fraction of samples held out for the test", _frac),
-    "data.standardize": Key(True, "bool", "scale features to zero mean / unit variance (fitted on train only)"),
+    "data.standardize": Key(True, "bool", "scale features, and regression targets, to zero mean / unit variance (fitted on train only; metrics stay in the data's units)"),
     # --- training loop
     "train.epochs": Key(30, "int", "maximum number of epochs", _ge1),
     "train.batch_size": Key(32, "batch", "1 = stochastic GD, N = mini-batch, full = batch GD (one step per epoch)"),
@@ -208,6 +250,19 @@ class Config:
         vals.update({k.replace("__", "."): v for k, v in dotted.items()})
         return Config(validate(vals), self.explicit | {k.replace("__", ".") for k in dotted}, self.source)
 
+    def absolute(self) -> "Config":
+        """The same config with its file and folder keys (data.path, data.root, ...) as absolute paths.
+
+        What a run stores (config.yaml, checkpoints): `dlsem eval RUN/best.pt` then finds the data
+        from any working directory. The run itself reads the paths as typed, so its messages name
+        them as the user wrote them.
+        """
+        vals = dict(self._v)
+        for key, spec in SCHEMA.items():
+            if spec.path and isinstance(vals.get(key), str):
+                vals[key] = os.path.abspath(os.path.expanduser(vals[key]))
+        return Config(vals, self.explicit, self.source)
+
     def section(self, name: str) -> dict[str, Any]:
         p = name + "."
         return {k[len(p):]: self[k] for k in self._v if k.startswith(p)}
@@ -235,71 +290,106 @@ class _Section:
             raise AttributeError(f"{self._name}.{sub}") from None
 
 
+def _what(v: Any) -> str:
+    """A value's kind as a recipe writer would say it: null, true, 5, 'text', a list, a mapping."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    return short(v, 40)
+
+
 def flatten(d: Any, where: str) -> dict[str, Any]:
     """Nested mapping -> {dotted.key: value}; `model: mlp` is short for `model: {name: mlp}`."""
     if not isinstance(d, dict):
         raise ConfigError(f"{where} must be a mapping of keys to values, got {type(d).__name__}")
     out: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if key in out:  # e.g. `optim.lr: 0.1` and `optim: {lr: 0.2}`, or `model: mlp` and `model.name: cnn`
+            raise ConfigError(f"{where} sets {short(key)} twice")
+        out[key] = value
+
     for k, v in d.items():
         k = str(k)
         if k in SECTIONS and isinstance(v, dict):
             for sk, sv in v.items():
-                out[f"{k}.{sk}"] = sv
-        elif k in SECTIONS and f"{k}.name" in SCHEMA and not isinstance(v, (list, dict)):
-            out[f"{k}.name"] = v
+                put(f"{k}.{sk}", sv)
+        elif k in SECTIONS and f"{k}.name" in SCHEMA and isinstance(v, str):
+            put(f"{k}.name", v)
+        elif k in SECTIONS:
+            named = f" or a name ({k}: NAME)" if f"{k}.name" in SCHEMA else ""
+            raise ConfigError(f"section {k!r} must be a mapping of keys{named} (got {_what(v)}) in {where}")
         else:
-            out[k] = v
+            put(k, v)
     return out
 
 
 def check_known(keys: Iterable[str], where: str) -> None:
     for k in keys:
         if k not in SCHEMA:
-            raise ConfigError(f"unknown config key {k!r} in {where}{suggest(k, SCHEMA)}; `dlsem config show` lists every key")
+            raise ConfigError(f"unknown config key {short(k)} in {where}{suggest(k, SCHEMA)}; "
+                              f"`dlsem config show` lists every key")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
+    """A recipe file as {dotted.key: value}; every way it can be unreadable is one ConfigError."""
+    from . import strict_yaml
 
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file {str(p)!r} not found")
-    if p.is_dir():
-        raise ConfigError(f"config path {str(p)!r} is a directory, expected a YAML file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (ValueError, OverflowError) as e:  # e.g. a date-like value PyYAML cannot build
-        raise ConfigError(f"config file {str(p)!r} has a value that cannot be read: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid syntax"
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML{at}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config file {str(p)!r}: {e}") from None
-    if data is None:
-        return {}
-    return flatten(data, f"config file {str(p)!r}")
+    name = f"config file {short(str(path))}"
+    data = strict_yaml.read_file(Path(path), name, MAX_FILE_BYTES)
+    return {} if data is None else flatten(data, name)
+
+
+def _looks_structured(text: str) -> bool:
+    """Text meant as a YAML list or mapping: [8, 16], {a: 1}, or a half of one."""
+    return text[:1] in "[{" or text[-1:] in "]}"
 
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """'optim.lr=0.01' -> ('optim.lr', 0.01); values are parsed as YAML scalars/lists."""
+    """'optim.lr=0.01' -> ('optim.lr', 0.01); values are parsed as YAML scalars/lists.
+
+    A value meant as a list that does not parse ([8,,8], [8,8) is an error, not a string; a text
+    key (name, data.path, ...) keeps the text as typed (007 stays 007, not the number 7).
+    """
     import yaml
 
+    from . import strict_yaml
+
+    if len(item) > MAX_SET_CHARS:
+        raise ConfigError(f"--set {_clip(item.split('=', 1)[0], 40)}=...: {len(item):,} characters; "
+                          f"a config value is at most {MAX_SET_CHARS:,}")
     if "=" not in item:
-        raise ConfigError(f"--set expects dotted.key=value, got {item!r}")
+        raise ConfigError(f"--set expects dotted.key=value, got {short(item)}")
     key, raw = item.split("=", 1)
-    key = key.strip()
+    key, text = key.strip(), raw.strip()
+    if not key:
+        raise ConfigError(f"--set {short(item)} has no key before '=' (expected dotted.key=value)")
+    if not text:
+        return key, None
+    problem = None
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except (yaml.YAMLError, ValueError, OverflowError):  # not YAML (or a date-like string): keep the text
-        value = raw
+        value = strict_yaml.load(text)
+    except (strict_yaml.Refused, yaml.YAMLError, ValueError, OverflowError) as e:
+        value = text  # not YAML (or a date-like string): the text itself
+        problem = str(e) if isinstance(e, strict_yaml.Refused) else getattr(e, "problem", None)
+    if _looks_structured(text) and not isinstance(value, (list, dict)) and text[:1] not in "'\"":
+        raise ConfigError(f"--set {_clip(key, 60)}={_clip(text, 60)}: not a valid list or mapping"
+                          f"{f' ({problem})' if problem else ''}; write e.g. [8, 16], or quote text: {_clip(key, 60)}='...'")
+    spec = SCHEMA.get(key)
+    if spec is not None and spec.kind.rstrip("?") == "str" and value is not None \
+            and not isinstance(value, (list, dict)) and text[:1] not in "'\"":
+        value = text  # a name or path as typed
     return key, value
 
 
 def _coerce(key: str, spec: Key, v: Any) -> Any:
     kind, nullable = spec.kind.rstrip("?"), spec.kind.endswith("?")
-    bad = lambda what: ConfigError(f"{key} must be {what} (got {v!r})")  # noqa: E731
+    bad = lambda what: ConfigError(f"{key} must be {what} (got {short(v)})")  # noqa: E731
     if v is None:
         if nullable:
             return None
@@ -313,41 +403,56 @@ def _coerce(key: str, spec: Key, v: Any) -> Any:
     if kind == "int":
         return _to_int(v, bad)
     if kind == "float":
-        if isinstance(v, bool):
-            raise bad("a number")
-        try:
-            f = float(v)
-        except (TypeError, ValueError, OverflowError):
-            raise bad("a number") from None
-        if not math.isfinite(f):
-            raise bad("a finite number")
-        return f
+        return _to_float(v, bad)
     if kind == "str":
-        if isinstance(v, (dict, list)):
+        if isinstance(v, (dict, list, tuple)):
             raise bad("a single value")
-        return str(v)
+        if isinstance(v, bool):  # YAML reads yes/no/on/off as booleans
+            raise bad("text (quote it: 'yes')")
+        text = str(v)
+        if len(text) > MAX_TEXT:
+            raise ConfigError(f"{key} is {len(text):,} characters long; at most {MAX_TEXT:,}")
+        return text
     if kind == "batch":
         if isinstance(v, str) and v.strip().lower() == "full":
             return "full"
         n = _to_int(v, lambda _: bad("a positive integer or 'full'"))
         if n < 1:
-            raise ConfigError(f"{key} must be >= 1 or 'full' (got {v!r})")
+            raise ConfigError(f"{key} must be >= 1 or 'full' (got {short(v)})")
         return n
     if kind in ("ints", "floats", "strs"):
+        like = {"ints": "a list like [8, 16]", "floats": "a list like [0.9, 0.999]", "strs": "a list like [a, b]"}[kind]
         items = v
         if isinstance(v, str):
-            items = [s for s in v.replace("[", "").replace("]", "").split(",") if s.strip()]
+            if any(c in v for c in "[]{}"):  # a broken list that reached here as text (e.g. `hidden: 8]]`)
+                raise bad(like)
+            items = [s for s in v.split(",") if s.strip()]  # 16,8 is [16, 8]
+        elif isinstance(v, dict):
+            raise bad(like)
         elif not isinstance(v, (list, tuple)):
             items = [v]
+        if len(items) > MAX_ITEMS:
+            raise ConfigError(f"{key} has {len(items):,} values; at most {MAX_ITEMS:,}")
         if kind == "ints":
             return [_to_int(x, lambda _: bad("a list of integers")) for x in items]
         if kind == "floats":
-            try:
-                return [float(x) for x in items if not isinstance(x, bool)]
-            except (TypeError, ValueError, OverflowError):
-                raise bad("a list of numbers") from None
+            return [_to_float(x, lambda _: bad("a list of finite numbers")) for x in items]
+        if any(isinstance(x, (list, dict)) for x in items):
+            raise bad("a list of names")
         return [str(x).strip() for x in items]
     raise AssertionError(kind)
+
+
+def _to_float(v, bad):
+    if isinstance(v, bool):
+        raise bad("a number")
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise bad("a number") from None
+    if not math.isfinite(f):
+        raise bad("a finite number")
+    return f
 
 
 def _to_int(v, bad):
@@ -357,12 +462,31 @@ def _to_int(v, bad):
         return v
     if isinstance(v, float) and v.is_integer():
         return int(v)
-    if isinstance(v, str):
+    if isinstance(v, str) and len(v) < 40:  # int() of a 1 MB digit string is slow, and no count is that long
         try:
             return int(v.strip())
         except ValueError:
             pass
     raise bad("an integer")
+
+
+def _huge(v: Any) -> bool:
+    """An integer (or list of them) that torch and NumPy cannot hold; no count, size or seed here is that big."""
+    items = v if isinstance(v, list) else [v]
+    return any(isinstance(x, int) and not isinstance(x, bool) and abs(x) >= 2**63 for x in items)
+
+
+def _default_made_absolute(key: str, value: Any) -> bool:
+    """A stored path that is the key's default as Config.absolute() wrote it (data -> /where/it/ran/data)."""
+    default = SCHEMA[key].default
+    return (SCHEMA[key].path and isinstance(value, str) and isinstance(default, str) and os.path.isabs(value)
+            and value.endswith(os.sep + os.path.normpath(default)))
+
+
+def same_setting(key: str, a: Any, b: Any) -> bool:
+    """Two values of `key` that mean the same run: equal, or both the default folder made absolute
+    (a sweep moved elsewhere, or continued from another directory, still uses the default)."""
+    return a == b or (_default_made_absolute(key, a) and _default_made_absolute(key, b))
 
 
 def validate(values: dict[str, Any]) -> dict[str, Any]:
@@ -371,11 +495,13 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
     for key, spec in SCHEMA.items():
         v = _coerce(key, spec, values.get(key, spec.default))
         if v is not None and spec.choices and v not in spec.choices:
-            raise ConfigError(f"{key} must be one of {', '.join(spec.choices)} (got {v!r}){suggest(v, spec.choices)}")
+            raise ConfigError(f"{key} must be one of {', '.join(spec.choices)} (got {short(v)}){suggest(v, spec.choices)}")
         if v is not None and spec.check is not None:
             problem = spec.check(v)
             if problem:
-                raise ConfigError(f"{key} {problem} (got {v!r})")
+                raise ConfigError(f"{key} {problem} (got {short(v)})")
+        if _huge(v):
+            raise ConfigError(f"{key} must be below 2**63 (got {short(v)})")
         out[key] = v
     return out
 
@@ -389,10 +515,10 @@ def resolve(path: str | Path | None = None, sets: Iterable[str] = (), named: dic
         flat = flatten(base, "checkpoint config")
         check_known(flat, "the checkpoint's config")
         values.update(flat)
-        explicit |= {k for k, v in flat.items() if v != SCHEMA[k].default}
+        explicit |= {k for k, v in flat.items() if v != SCHEMA[k].default and not _default_made_absolute(k, v)}
     if path is not None:
         flat = load_yaml(path)
-        check_known(flat, f"config file {str(path)!r}")
+        check_known(flat, f"config file {short(str(path))}")
         values.update(flat)
         explicit |= set(flat)
     for item in sets:
@@ -406,6 +532,10 @@ def resolve(path: str | Path | None = None, sets: Iterable[str] = (), named: dic
             explicit.add(CLI_KEYS[opt])
     if values.get("name") is None:
         values["name"] = Path(path).stem if path is not None else "default"
+        problem = _name(values["name"]) if path is not None else None
+        if problem:
+            raise ConfigError(f"the run name {short(values['name'])} (the config file's name) {problem}; "
+                              f"give one with --set name=...")
     return Config(validate(values), explicit, str(path) if path else None)
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .config import SCHEMA, Config
+from . import io
 from .errors import ConfigError
 
 BETA = 0.9  # smoothing of the loss (see the module docstring)
@@ -163,18 +164,20 @@ def find(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: int = 200) 
                       _penalty(cfg, setup.model), cfg["train.grad_clip"])
 
 
-def output_dir(cfg: Config, out: str | None) -> Path:
-    """--out, else runs/<name>-lr-find (numbered -2, -3, ... when taken)."""
+def output_dir(cfg: Config, out: str | None, overwrite: bool = False) -> Path:
+    """--out, else runs/<name>-lr-find (numbered -2, -3, ... when taken); checked, not yet created.
+
+    A folder holding lr_find.json is an earlier range test's: its files are rewritten. Any other
+    non-empty --out needs `overwrite`, and is refused when it is a run directory or holds the inputs."""
     if out:
         d = Path(out)
-        if d.exists() and not d.is_dir():
-            raise ConfigError(f"--out {str(d)!r} exists and is not a directory")
+        io.check_dir(d, overwrite=overwrite, own=(d / "lr_find.json").is_file(),
+                     inputs=io.config_inputs(cfg, "the config being tested"), what="the range test")
     else:
         base = Path("runs") / f"{cfg['name']}-lr-find"
         d, n = base, 2
         while d.exists() and any(d.iterdir()):
             d, n = base.with_name(f"{base.name}-{n}"), n + 1
-    d.mkdir(parents=True, exist_ok=True)
     return d
 
 
@@ -188,22 +191,24 @@ def write_outputs(folder: Path, r: RangeTest, cfg: Config) -> dict:
             "min_loss_lr": None if i is None else r.lrs[i], "steepest_lr": steepest, "steps_run": len(r.lrs),
             "stop_reason": r.stop_reason, "beta": BETA, "diverge_factor": DIVERGE}
     others = {k: v for k, v in (("minimum", info["min_loss_lr"]), ("steepest", steepest)) if v is not None}
-    plots.lr_find(folder / "lr_find.png", r.lrs, r.smoothed, r.losses, suggestion, "min/10", others)
-    with open(folder / "lr_find.csv", "w") as f:
+    folder.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(folder / "lr_find.png") as tmp:
+        plots.lr_find(tmp, r.lrs, r.smoothed, r.losses, suggestion, "min/10", others)
+    with io.atomic_open(folder / "lr_find.csv", "w") as f:
         f.write("step,lr,loss,smoothed\n")
         for k, (lr, loss, sm) in enumerate(zip(r.lrs, r.losses, r.smoothed), 1):
             f.write(f"{k},{lr!r},{loss!r},{sm!r}\n")
-    (folder / "lr_find.json").write_text(json.dumps(info, indent=2) + "\n")
+    io.write_text(folder / "lr_find.json", json.dumps(info, indent=2) + "\n")  # last: it marks the folder as ours
     return info
 
 
-def write_config(path: Path, cfg: Config, lr: float) -> None:
+def write_config(path: Path, cfg: Config, lr: float, overwrite: bool = False) -> None:
     """A recipe with the keys `cfg` set explicitly (file and --set) and optim.lr = lr; the source's
     header comment is kept below a line saying where the lr came from."""
     import yaml
 
     path = Path(path)
-    check_write(path, cfg)
+    check_write(path, cfg, overwrite)
     values = {k: cfg[k] for k in SCHEMA if k in cfg.explicit and k != "out"}
     values["optim.lr"] = float(f"{lr:.3g}")
     nested: dict = {}
@@ -215,18 +220,18 @@ def write_config(path: Path, cfg: Config, lr: float) -> None:
         lines = Path(cfg.source).read_text(encoding="utf-8").splitlines()
         header += [ln for ln in _leading_comments(lines)]
     try:
-        path.write_text("\n".join(header) + "\n" + yaml.safe_dump(nested, sort_keys=False, default_flow_style=None))
+        io.write_text(path, "\n".join(header) + "\n" + yaml.safe_dump(nested, sort_keys=False, default_flow_style=None))
     except OSError as e:
         raise ConfigError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
 
 
-def check_write(path: Path, cfg: Config) -> None:
-    """--write must not overwrite the recipe being tested (its comments would be lost) nor a folder."""
-    path = Path(path)
-    if cfg.source and path.resolve() == Path(cfg.source).resolve():
-        raise ConfigError(f"--write {str(path)!r} is the config being tested; write the new recipe to another file")
-    if path.is_dir():
-        raise ConfigError(f"--write {str(path)!r} is a directory; give a file name such as new.yaml")
+def check_write(path: Path, cfg: Config, overwrite: bool = False) -> None:
+    """--write never replaces the recipe being tested (its comments would be lost; a symlink to it or
+    `./x/../x.yaml` counts), its data, a folder or a run's files; another existing file only with
+    `overwrite`. Checked before the test runs."""
+    io.check_file(Path(path), option="--write", overwrite=overwrite,
+                  inputs=io.config_inputs(cfg, "the config being tested"),
+                  hint="write the new recipe to another file")
 
 
 def _leading_comments(lines: list[str]) -> list[str]:

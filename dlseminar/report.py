@@ -14,15 +14,13 @@ its headline metrics and plots.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import math
-import os
 from pathlib import Path
 
-import yaml
-
-from .compare import _text, read_json
+from . import runfiles
+from .compare import _text
+from . import io
 from .errors import ConfigError, UserError
 
 # What a browser shows in <img>; anything else in plots/ is listed by name only.
@@ -58,19 +56,25 @@ summary { cursor: pointer; font-weight: 600; }
 """
 
 
-def write_report(path: Path, out: Path | None = None) -> Path:
-    """Write the report of `path` (a run, sweep or compare directory) to `out` (default PATH/report.html)."""
+def write_report(path: Path, out: Path | None = None, overwrite: bool = False) -> Path:
+    """Write the report of `path` (a run, sweep or compare directory) to `out` (default PATH/report.html).
+
+    PATH/report.html is the report's own file, rewritten on every run. Any other existing --out is
+    replaced only with `overwrite`, and never when it is a run's own file (config.yaml, last.pt, ...)
+    or a file inside the directory being reported (what the page is made of)."""
     path = Path(path)
     kind = classify(path)
-    page = run_page(path) if kind == "run" else group_page(path, kind)
-    target = Path(out) if out is not None else path / "report.html"
+    default = path / "report.html"
+    target = Path(out) if out is not None else default
     if target.is_dir():
         raise ConfigError(f"--out {str(target)!r} is a directory; give a file name such as {str(target / 'report.html')!r}")
+    own = target == default or (target.exists() and default.exists() and io.same_path(target, default))
+    io.check_file(target, overwrite=overwrite, own=own, inputs=[(path, "inside the directory being reported")],
+                  what=f"the report to {str(target)!r}")  # before the page is built: a refusal costs nothing
+    page = run_page(path) if kind == "run" else group_page(path, kind)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{target.name}")  # a reader never sees half a page
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, target)
+        io.write_text(target, page)  # a reader never sees half a page
     except OSError as e:
         raise UserError(f"cannot write the report to {str(target)!r}: {e.strerror or e}") from None
     return target
@@ -82,7 +86,7 @@ def classify(path: Path) -> str:
         raise ConfigError(f"{str(path)!r} does not exist")
     if not path.is_dir():
         raise ConfigError(f"{str(path)!r} is not a directory; give a run, sweep or compare directory")
-    if read_json(path / "sweep.json") is not None:
+    if (path / "sweep.json").is_file():  # read (strictly) by group_page: a damaged one is named there
         return "sweep"
     if (path / "compare.csv").is_file():
         return "compare"
@@ -186,16 +190,10 @@ def figures(folder: Path, anchor: str = "") -> str:
 
 
 # ---------------------------------------------------------------- a run directory
-def read_csv(file: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (text, as written) of a CSV; empty when missing."""
-    try:
-        with open(file, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError:
-        return [], []
-    if not rows:
-        return [], []
-    return rows[0], rows[1:]
+def read_csv(file: Path, fix: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (text, as written) of a CSV dlsem wrote; empty when missing; a damaged one is a DataError
+    (`fix`: what rewrites it)."""
+    return runfiles.read_table(file, fix) or ([], [])
 
 
 def numbers(rows: list[list[str]]) -> list[list]:
@@ -204,11 +202,8 @@ def numbers(rows: list[list[str]]) -> list[list]:
 
 
 def read_config(run_dir: Path) -> dict | None:
-    try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return cfg if isinstance(cfg, dict) else None
+    """config.yaml; None when missing, a DataError when damaged."""
+    return runfiles.read_config(run_dir)
 
 
 def flatten(d: dict, prefix: str = ""):
@@ -283,8 +278,9 @@ def health(s: dict) -> str:
 
 
 def run_page(run_dir: Path) -> str:
-    s = read_json(run_dir / "summary.json") or {}
+    s = runfiles.read_summary(run_dir) or {}  # a damaged file is one error line naming it, not a half page
     cfg = read_config(run_dir)
+    header, rows = runfiles.read_metrics(run_dir, s) or ([], [])
     name = s.get("name") or (cfg or {}).get("name") or run_dir.name
     classes, checks = per_class(s), health(s)
     sections = [("metrics", "metrics"), ("plots", "plots"), *([("per-class", "per class")] if classes else []),
@@ -295,12 +291,12 @@ def run_page(run_dir: Path) -> str:
         body.append(note("no summary.json: the run has not finished (or was interrupted)"))
     body += ['<h2 id="metrics">Metrics</h2>', f'<div class="row">{facts(s)}{headline(s)}</div>',
              '<h2 id="plots">Plots</h2>', figures(run_dir / "plots", anchor="plot-"), classes, checks]
-    header, rows = read_csv(run_dir / "metrics.csv")
     body.append(f'<h2 id="epochs">Per epoch ({len(rows)} rows of metrics.csv)</h2>')
-    body.append(table(header, numbers(rows), scroll=True) if header else note("no metrics.csv"))
+    empty = "metrics.csv is empty: no epoch was recorded" if (run_dir / "metrics.csv").is_file() else "no metrics.csv"
+    body.append(table(header, numbers(rows), scroll=True) if header else note(empty))
     body.append('<h2 id="config">Config</h2>')
     body.append(table(["key", "value"], [[k, _text(v)] for k, v in flatten(cfg)]) if cfg is not None
-                else note("no readable config.yaml"))
+                else note("no config.yaml"))
     return page(f"{name} — dlsem report", body)
 
 
@@ -330,28 +326,34 @@ def member(folder: Path, row: dict, monitor: str) -> str:
     if d is None:
         parts.append(note(f"run directory {row.get('dir', '')} not found"))
     else:
-        s = read_json(d / "summary.json") or {}
-        parts += [note(f"run directory {d}"), f'<div class="row">{facts(s)}{headline(s)}</div>', figures(d / "plots")]
+        try:
+            s = runfiles.read_summary(d) or {}
+        except UserError as e:  # one damaged member does not cost the page: it says what is wrong there
+            parts.append(f'<p class="status-failed">damaged: {esc(e)}</p>')
+            s = None
+        parts += [note(f"run directory {d}"), *([f'<div class="row">{facts(s)}{headline(s)}</div>'] if s is not None else []),
+                  figures(d / "plots")]
     parts.append("</details>")
     return "\n".join(parts)
 
 
 def group_page(folder: Path, kind: str) -> str:
     csv_name = "sweep.csv" if kind == "sweep" else "compare.csv"
-    header, rows = read_csv(folder / csv_name)
+    fix = f"`dlsem compare {folder}` writes it again"
+    header, rows = read_csv(folder / csv_name, fix)
     if not header:
         raise ConfigError(f"{str(folder)!r} holds no readable {csv_name} (a sweep writes it when all members have run); "
                           f"`dlsem compare {folder}` writes it from the members there are")
     records = [dict(zip(header, r)) for r in rows]  # as written: run names must match their directories
     monitor = next((r["monitor"] for r in records if r.get("monitor")), "monitor")
     body = [f"<h1>{esc(kind)} {esc(folder.name)}</h1>", note(f"{kind} directory {folder}")]
-    record = read_json(folder / "sweep.json") if kind == "sweep" else None
+    record = runfiles.read_sweep_record(folder) if kind == "sweep" else None
     if record:  # what was swept: recipe, --set items, grid
         grid = "  ".join(f"--grid {k}={','.join(map(str, v))}" for k, v in record.get("grid", []))
         sets = "  ".join(f"--set {s}" for s in record.get("sets", []))
         body.append(f"<p><code>dlsem sweep {esc(record.get('config') or '(default config)')} {esc(grid)} "
                     f"{esc(sets)}</code></p>")
-    zoo_header, zoo_rows = read_csv(folder / "zoo.csv")  # a `dlsem zoo` directory: its own table first
+    zoo_header, zoo_rows = read_csv(folder / "zoo.csv", runfiles.SWEEP_FIX)  # a `dlsem zoo` directory: its own table first
     if zoo_header:
         body += ["<h2>Zoo (zoo.csv)</h2>", table(zoo_header, numbers(zoo_rows), classes=status_class, scroll=True)]
     body += [f"<h2>Ranked ({esc(csv_name)}, by {esc(monitor)})</h2>",

@@ -5,6 +5,7 @@ so a checkpoint (which stores its config) is enough to evaluate or resume.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import registry
+from . import io, memory, registry, runlock
 from .config import SCHEMA, Config, resolve
-from .errors import CheckpointError, ConfigError, UserError
+from .errors import CheckpointError, ConfigError, DataError, UserError
 from .datasets import Data, TensorLoader, build_data
 from .engine import amp, distributed
 from .engine import checkpoint as ckpt
@@ -99,6 +100,7 @@ def build(cfg: Config, stats=None, info=None, load_data: bool = True) -> Setup:
     device = distributed.local_device(pick_device(cfg["device"]))  # under torchrun: this process's GPU
     seed_all(cfg["seed"])
     if load_data:
+        memory.check_dataset(cfg)  # a generated dataset too big for RAM: refused before it is made
         data = build_data(cfg, stats)
         from .datasets.augment import check as check_augment
 
@@ -109,6 +111,7 @@ def build(cfg: Config, stats=None, info=None, load_data: bool = True) -> Setup:
         data = _described_data(info, stats)
     task = build_task(cfg, data.info)
     torch.manual_seed(cfg["seed"])  # weight init does not depend on how much the data drew
+    memory.check_model(cfg, data.info.in_shape, task.num_outputs, task.output_kind, device)  # before one weight exists
     model = build_model(cfg, data.info.in_shape, task.num_outputs, task.output_kind).to(device)
     return Setup(cfg, data, task, model, device)
 
@@ -128,22 +131,46 @@ def _described_data(info: dict, stats: dict) -> Data:
 
 
 def _check_compatible(saved: dict, now) -> None:
-    for key in ("kind", "in_shape", "num_classes"):
-        a, b = saved.get(key), getattr(now, key)
-        if key == "in_shape":
-            a, b = tuple(a), tuple(b)
-        if a != b:
-            raise ConfigError(f"dataset {now.name!r} has {key} {b} but the checkpoint was trained with {a}")
+    """The data `now` has the kind, input shape and classes of the checkpoint's (`saved`: its data_info)."""
+    why = _data_mismatch(saved, now)
+    if why:
+        raise ConfigError(why)
+
+
+def _data_mismatch(saved: dict, now) -> str | None:
+    """How the data differs from the checkpoint's, in the user's words ("4 features" vs "64 features")."""
+    if saved.get("kind") != now.kind:
+        return (f"dataset {now.name!r} is for {now.kind} but the checkpoint was trained for {saved.get('kind')} "
+                f"({saved.get('name')})")
+    ours, theirs = [], []
+    if tuple(saved["in_shape"]) != tuple(now.in_shape):
+        ours.append("inputs of " + _inputs(now.in_shape))
+        theirs.append(_inputs(saved["in_shape"]))
+    if saved.get("num_classes", 0) != now.num_classes:
+        names = [str(c) for c in now.class_names]
+        shown = f" ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})" if names else ""
+        ours.append(f"{now.num_classes} classes{shown}")
+        theirs.append(f"{saved.get('num_classes', 0)} classes")
+    if not ours:
+        return None
+    return (f"dataset {now.name!r} has {' and '.join(ours)} but the checkpoint was trained on "
+            f"{' and '.join(theirs)} ({saved.get('name')})")
+
+
+def _inputs(shape) -> str:
+    """An input shape as a reader says it: 4 features, 3x32x32 images."""
+    shape = tuple(shape)
+    if len(shape) == 1:
+        return f"{shape[0]} feature{'' if shape[0] == 1 else 's'}"
+    return "x".join(map(str, shape)) + (" images" if len(shape) == 3 else " values")
 
 
 def new_run_dir(cfg: Config, overwrite: bool) -> Path:
-    """--out as given (refusing a non-empty one without --overwrite), else runs/<name>[-N]."""
+    """--out as given, else runs/<name>[-N]. A non-empty --out needs --overwrite, and then may hold only a
+    previous run's files (clear_run removes them once the run starts) and none of the run's inputs
+    (its config file, data.path): io.check_run_dir."""
     if cfg["out"]:
-        d = Path(cfg["out"])
-        if d.exists() and not d.is_dir():
-            raise ConfigError(f"--out {str(d)!r} exists and is not a directory")
-        if d.exists() and any(d.iterdir()) and not overwrite:
-            raise ConfigError(f"run directory {str(d)!r} already exists and is not empty; pass --overwrite or choose another --out")
+        d = io.check_run_dir(Path(cfg["out"]), overwrite, io.config_inputs(cfg))
     else:
         base = Path("runs") / cfg["name"]
         d, n = base, 2
@@ -156,20 +183,64 @@ def new_run_dir(cfg: Config, overwrite: bool) -> Path:
     return d
 
 
+def _claim_run_dir(cfg: Config, overwrite: bool, held: contextlib.ExitStack) -> Path:
+    """new_run_dir's choice, locked (runlock) before anything in it is cleared or written; the lock is
+    released when `held` closes.
+
+    --out that another process writes: refused, naming that process (also without --overwrite, where
+    new_run_dir would only say that the folder is not empty). runs/<name>-N: two runs starting at the
+    same moment may choose the same N; the one that does not get the lock chooses again."""
+    out = Path(cfg["out"]) if cfg["out"] else None
+    for _ in range(100):
+        try:
+            d = new_run_dir(cfg, overwrite)
+        except ConfigError:
+            who = out is not None and runlock.holder(out)
+            if who:
+                raise runlock.InUse(f"run directory {str(out)!r} is in use by {who}; wait for it or choose another --out") from None
+            raise
+        try:
+            runlock.acquire(d)
+        except runlock.InUse:
+            if out is not None:
+                raise
+            continue  # new_run_dir now sees the other run's files there and chooses the next N
+        if out is not None or _fresh(d):
+            held.callback(runlock.release, d)
+            return d
+        runlock.release(d)  # a run that chose it too has finished there meanwhile: choose again
+    raise UserError(f"could not claim a run directory for runs/{cfg['name']}-N: other runs keep taking them; use --out")
+
+
+def _fresh(d: Path) -> bool:
+    """Whether `d` holds nothing but an empty plots/ (what new_run_dir makes) and the lock."""
+    try:
+        return (all(p.name in (runlock.LOCK_NAME, "plots") for p in d.iterdir())
+                and not any((d / "plots").iterdir()))
+    except OSError:
+        return False
+
+
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    io.write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def write_config(path: Path, cfg: Config) -> None:
     import yaml
 
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None))
+    # data paths absolute: the run can be evaluated and resumed from any working directory
+    io.write_text(path, yaml.safe_dump(cfg.absolute().to_dict(), sort_keys=False, default_flow_style=None))
 
 
 def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=(), named=None) -> tuple[Path, dict]:
-    """Train `cfg` (or continue the run of `resume`); returns the run directory and summary."""
+    """Train `cfg` (or continue the run of `resume`); returns the run directory and summary.
+
+    The run directory is locked (runlock) before anything in it is cleared or written, until this returns."""
+    with contextlib.ExitStack() as held:  # the lock is released however the run ends
+        return _start(cfg, resume, overwrite, sets, named, held)
+
+
+def _start(cfg: Config, resume, overwrite, sets, named, held: contextlib.ExitStack):
     saved = None
     if resume:
         saved = ckpt.load(resume)
@@ -177,24 +248,31 @@ def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=
             raise CheckpointError(f"{resume!r} holds weights only (a best.pt); resume from the run's last.pt")
         cfg = resume_config(saved, sets, named or {})
         run_dir = Path(resume).resolve().parent
+        if distributed.is_main():  # under torchrun rank 0 writes the run directory, and locks it
+            runlock.acquire(Path(resume).parent, hint="wait for it to end, then resume")
+            held.callback(runlock.release, run_dir)
         ckpt.remove_stale_temps(run_dir)
     setup = build(cfg, saved and saved["data_stats"], saved and saved["data_info"])
+    if saved:
+        check_weights(setup.model, saved, resume, cfg)  # an edited last.pt: one line, not torch's traceback
     dist = distributed.init(setup.device)  # None unless torchrun started several processes
     try:
-        return _train(cfg, setup, dist, saved, run_dir if resume else None, overwrite)
+        return _train(cfg, setup, dist, saved, run_dir if resume else None, overwrite, held)
     finally:
         if dist is not None:
             distributed.shutdown()
 
 
-def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
+def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite, held: contextlib.ExitStack):
     main = dist is None or dist.main
     world = 1 if dist is None else dist.world
     amp.check(cfg["train.precision"], setup.device, quiet=not main)
+    setup.task.monitor_mode(cfg)  # an early_stop.monitor the task does not record: refused before any run dir exists
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in setup.model.modules())
     if has_bn and cfg["train.batch_size"] != "full" and cfg["train.batch_size"] < 2 * world and not (world > 1 and cfg["train.sync_batchnorm"]):
         per = "" if world == 1 else f" per process ({world} processes share train.batch_size)"
         raise ConfigError(f"batch norm needs batches of 2 or more samples{per}; use a larger train.batch_size or turn batch norm off")
+    memory.check_step(cfg, setup, world)  # a step that cannot fit: refused before the data moves to the device
     train_loader = setup.loader("train", train=True)
     if dist is not None:
         if not hasattr(train_loader, "shard"):
@@ -207,8 +285,10 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
         made = None
         if main:
             try:
-                made = new_run_dir(cfg, overwrite)
+                made = _claim_run_dir(cfg, overwrite, held)
                 ckpt.remove_stale_temps(made)  # --overwrite of a run killed while writing
+                if overwrite:  # no old best.pt/last.pt/metrics.csv left mixed with this run's
+                    io.clear_run(made)
             except UserError as e:
                 made = e
         if dist is not None:  # rank 0 chose the directory (runs/<name>-N); the others learn it
@@ -216,15 +296,24 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite):
         if isinstance(made, UserError):
             raise made
         run_dir = made
-    if main:
+    if main and saved is None:  # a resume writes it with its first last.pt (_continued): never ahead of it
         write_config(run_dir / "config.yaml", cfg)
-    meta = {"config": cfg.to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
+    meta = {"config": cfg.absolute().to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
             "num_outputs": setup.task.num_outputs}
     from .observers import build_observers
 
     observers = build_observers(setup, opt, main, run_dir)  # health, boundary frames, TensorBoard: as configured
     trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta, dist=dist,
                       observers=observers)
+    if main and saved is not None:
+        def continued():
+            """The resume's first last.pt holds its config (more epochs, ...): now config.yaml may say it,
+            and a summary.json of the run as it ended before no longer describes the run."""
+            trainer.after_save.remove(continued)
+            write_config(run_dir / "config.yaml", cfg)
+            (run_dir / "summary.json").unlink(missing_ok=True)
+
+        trainer.after_save.append(continued)
     try:
         return _fit(cfg, setup, trainer, saved, train_loader, val_loader, run_dir, main, world)
     finally:
@@ -269,7 +358,8 @@ def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_l
         ob.summarize(summary)
     explain = getattr(setup.model, "explain", None)
     if explain is not None and not setup.data.per_batch and setup.data.info.in_shape[0] <= 32:  # small tables only
-        summary.update(explain(setup.data.stats.get("mean"), setup.data.stats.get("std")))
+        st = setup.data.stats
+        summary.update(explain(st.get("mean"), st.get("std"), st.get("target_mean"), st.get("target_std")))
     if cfg["logging.plots"]:
         summary["plots"] = make_plots(run_dir, setup, state.history, summary)
     for ob in trainer.observers:
@@ -286,6 +376,15 @@ def resume_config(saved: dict, sets, named) -> Config:
         if new[key] != old[key] and not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE):
             raise ConfigError(f"--resume cannot change {key} ({old[key]!r} in the checkpoint, {new[key]!r} now); "
                               f"only {', '.join(RESUMABLE)} may change")
+    done, epochs = int(saved.get("epoch", 0)), new["train.epochs"]
+    if epochs < done:  # fit() would run no epoch and the summary would claim train.epochs it exceeded
+        raise ConfigError(f"this run already ran {done} epochs; train.epochs {epochs} is fewer: pass --epochs {done + 1} "
+                          f"or more to train on (--epochs {done} only writes its test results and plots again)")
+    if epochs == done:
+        from .console import note
+
+        note(f"this run already ran all {done} epochs of train.epochs: nothing to train; its test results, plots and "
+             f"summary.json are written again (pass --epochs {done + 1} or more to train on)")
     return new
 
 
@@ -305,8 +404,6 @@ def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: dict) 
 def evaluate(path: str, split: str = "test", sets=(), named=None):
     """Metrics of a checkpoint on one split, with model/task/data rebuilt from its config."""
     saved, setup = load_for_inference(path, sets, named)
-    if setup.task.num_outputs != saved.get("num_outputs", setup.task.num_outputs):
-        raise ConfigError(f"the checkpoint's model has {saved['num_outputs']} outputs; this task needs {setup.task.num_outputs}")
     metrics = evaluate_loader(setup.model, setup.task, setup.loader(split), setup.device,
                               amp.autocast_args(setup.cfg["train.precision"], setup.device))
     result = {f"{split}/{k}": v for k, v in metrics.compute().items()}
@@ -316,22 +413,105 @@ def evaluate(path: str, split: str = "test", sets=(), named=None):
 
 def load_for_inference(path: str, sets=(), named=None, load_data: bool = True) -> tuple[dict, Setup]:
     """A checkpoint's model in eval mode with its task and data (only its description without load_data)."""
-    saved = ckpt.load(path)
+    saved = ckpt.load(path)  # a whole dlseminar checkpoint, or one line saying what the file is
     cfg = resolve(base=saved["config"], sets=sets, named=named or {})
-    setup = build(cfg, saved["data_stats"], saved["data_info"], load_data=load_data)
+    try:
+        setup = build(cfg, saved["data_stats"], saved["data_info"], load_data=load_data)
+    except DataError as e:
+        from .datasets.columns import NotTrainedOn
+
+        if isinstance(e, NotTrainedOn):  # names the row and value the checkpoint lacks: clearer than a shape
+            raise
+        # the data readers refuse stats of another shape before build() compares the data with the
+        # checkpoint; say what differs in the user's terms (features, image size, classes) when it does
+        now = _describe(cfg) if load_data else None
+        why = _data_mismatch(saved["data_info"], now) if now is not None else None
+        if why:
+            raise ConfigError(why) from None
+        raise
+    outputs = saved.get("num_outputs", setup.task.num_outputs)
+    if outputs != setup.task.num_outputs:
+        changed = _keys_changed(saved["config"], cfg, ("task", "loss.name", "model."))
+        hint = f"; {changed} differs from the checkpoint's config: leave it out" if changed else ""
+        raise ConfigError(f"the model in {path!r} has {outputs} outputs but dataset {setup.data.info.name!r} "
+                          f"({setup.task.kind}) needs {setup.task.num_outputs}{hint}")
+    check_weights(setup.model, saved, path, cfg)
     try:
         setup.model.load_state_dict(saved["model"])
-    except (RuntimeError, KeyError, TypeError) as e:
+    except (RuntimeError, KeyError, TypeError) as e:  # not a shape or a name: say torch's first line
         first = str(e).strip().splitlines()[0][:160]
         raise CheckpointError(f"the weights in {path!r} do not fit model {cfg['model.name']!r}: {first}") from None
     setup.model.eval()
     return saved, setup
 
 
-def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None = None):
+def check_weights(model: torch.nn.Module, saved: dict, path: str, cfg: Config) -> None:
+    """The checkpoint's weights have the model's layer names and shapes, else a CheckpointError naming the first
+    layers that differ (and the --set model.* key that made the model differ, when one did)."""
+    why = _weights_mismatch(model, saved["model"])
+    if why:
+        changed = _keys_changed(saved["config"], cfg, ("model.",))
+        hint = f"; {changed} differs from the checkpoint's config: leave it out" if changed else ""
+        raise CheckpointError(f"the weights in {path!r} do not fit model {cfg['model.name']!r}: {why}{hint}")
+
+
+def _describe(cfg: Config):
+    """The data's DataInfo read without the checkpoint's stats (None when it cannot be read at all)."""
+    from io import StringIO
+
+    try:
+        with contextlib.redirect_stderr(StringIO()):  # its notes were printed by the first read already
+            return build_data(cfg).info
+    except UserError:
+        return None
+
+
+def _weights_mismatch(model: torch.nn.Module, weights: dict) -> str | None:
+    """Which layers of the checkpoint's weights and the model differ (first few, with shapes), or None."""
+    have = model.state_dict()
+    shape = lambda t: "x".join(map(str, t.shape)) or "a scalar"  # noqa: E731
+    differ = [k for k, t in have.items() if k in weights and tuple(weights[k].shape) != tuple(t.shape)]
+    missing = [k for k in have if k not in weights]
+    unexpected = [k for k in weights if k not in have]
+    if not (differ or missing or unexpected):
+        return None
+
+    def few(keys):
+        return ", ".join(keys[:2]) + (f" (+{len(keys) - 2} more)" if len(keys) > 2 else "")
+
+    parts = []
+    if differ:
+        k = differ[0]
+        more = f" (and {len(differ) - 1} more layer{'s' if len(differ) > 2 else ''} differ)" if len(differ) > 1 else ""
+        parts.append(f"layer {k!r} is {shape(weights[k])} in the checkpoint but {shape(have[k])} in the model{more}")
+    if missing:
+        parts.append(f"missing from the checkpoint: {few(missing)}")
+    if unexpected:
+        parts.append(f"not in the model: {few(unexpected)}")
+    return "; ".join(parts)
+
+
+def _keys_changed(saved_config: dict, cfg: Config, prefixes: tuple[str, ...]) -> str:
+    """The keys under `prefixes` that --set changed from the checkpoint's config (the usual cause of a mismatch)."""
+    try:
+        old = resolve(base=saved_config)
+    except UserError:
+        return ""
+    keys = [k for k in SCHEMA if k.startswith(prefixes) and old[k] != cfg[k]]
+    return ", ".join(keys[:3])
+
+
+def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None = None, overwrite: bool = False,
+                   features: bool = False):
     """The task's prediction for each image file (any size/mode): a classifier's top-k classes
     (inputs resized to the model's), a segmentation model's class mask (each image at its own
-    size). With `out`, the task also writes its files there (annotated images, masks)."""
+    size). With `out`, the task also writes its files there (annotated images, masks) and, with
+    `features`, feature maps of the first image (their paths in the first result's "features").
+
+    The files are written all or none (io.staged): an existing file of the same name is refused
+    unless `overwrite`, and an input image or the checkpoint never, even when `out` is their folder."""
+    import contextlib
+
     from .datasets.imageio import image_files, load_image
 
     saved, setup = load_for_inference(path, sets, load_data=False)  # new files need no dataset
@@ -340,24 +520,39 @@ def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None 
         raise ConfigError(f"{path!r} is a {info.kind} model on {info.in_shape} inputs; "
                           f"dlsem predict takes image classifiers, segmentation models and detectors")
     files = image_files(inputs)
+    read = [(path, "the checkpoint being read"), *((f, "an input image") for f in files)]
+    if out is not None:  # a file, a path under one, a read-only folder: said before any image is decoded
+        io.check_dir(out, own=True, allow_run=True, inputs=read)
     size = task.predict_size(info)
     X = [load_image(f, info.in_shape[0], size) for f in files]  # (C, H, W) uint8 each; every file read first
     if size is not None:  # one size: batched
         X = torch.stack(X)
     batches = X.split(256) if size is not None else [x[None] for x in X]
     stems = _unique_stems(files)
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
     transform = setup.data.transform(setup.device)
     results: list[dict] = []
-    with torch.inference_mode():
-        for xb in batches:
-            for o in task.predict(setup.model, transform(xb.to(setup.device))).cpu():
-                i = len(results)
-                r = {"image": str(files[i]), **task.describe(o, top_k)}
-                if out is not None:
-                    r.update(task.write_prediction(Path(out), i, stems[i], X[i], o, r, setup.data))
-                results.append(r)
+    staging = io.staged(out, overwrite=overwrite, inputs=read) if out is not None else contextlib.nullcontext()
+    with staging as stage:
+        with torch.inference_mode():
+            for xb in batches:
+                for o in task.predict(setup.model, transform(xb.to(setup.device))).cpu():
+                    i = len(results)
+                    r = {"image": str(files[i]), **task.describe(o, top_k)}
+                    if stage is not None:
+                        r.update(task.write_prediction(stage, i, stems[i], X[i], o, r, setup.data))
+                    results.append(r)
+        if stage is not None and features and results:
+            from . import plots
+
+            x0 = transform(X[0][None].to(setup.device))
+            results[0]["features"] = [str(stage / f) for f in plots.feature_maps(stage, setup.model, x0)]
+    if out is not None:  # the files now lie in `out`: say so in the results
+        for r in results:
+            for k, v in r.items():
+                if isinstance(v, str) and v.startswith(str(stage)):
+                    r[k] = str(Path(out) / Path(v).relative_to(stage))
+            if "features" in r:
+                r["features"] = [str(Path(out) / Path(v).relative_to(stage)) for v in r["features"]]
     return results, X, setup
 
 

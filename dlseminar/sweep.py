@@ -29,8 +29,9 @@ from pathlib import Path
 
 import yaml
 
+from . import io, runlock
 from .compare import SKIP_KEYS, collect, last_error, read_json, run_row, write_outputs
-from .config import Config, check_known, resolve
+from .config import Config, check_known, resolve, same_setting
 from .errors import ConfigError, Interrupted, UserError
 
 
@@ -115,16 +116,13 @@ def _signature(config, grid, sets) -> dict:
             "grid": [[k, list(v)] for k, v in grid]}
 
 
-def choose_dir(out: str | None, name: str, signature: dict) -> Path:
-    """--out as given (new, empty, or an earlier sweep's), else runs/<name>-sweep[-N]: the first that is
-    free or holds a sweep of this very command (which then continues)."""
+def choose_dir(out: str | None, name: str, signature: dict, overwrite: bool = False, inputs=()) -> Path:
+    """--out as given (new, empty, or an earlier sweep's: its sweep.json marks it, and it continues), else
+    runs/<name>-sweep[-N]: the first that is free or holds a sweep of this very command. Another non-empty
+    --out needs `overwrite`; a run directory, or with --overwrite a folder holding the inputs, never."""
     if out:
         d = Path(out)
-        if d.exists() and not d.is_dir():
-            raise ConfigError(f"--out {str(d)!r} exists and is not a directory")
-        if d.exists() and any(d.iterdir()) and not (d / "sweep.json").exists():
-            raise ConfigError(f"--out {str(d)!r} is not empty and holds no sweep.json; choose another --out")
-        return d
+        return io.check_dir(d, overwrite=overwrite, own=(d / "sweep.json").is_file(), inputs=inputs, what="a sweep")
     base = Path("runs") / f"{name}-sweep"
     d, n = base, 2
     while d.exists() and any(d.iterdir()):
@@ -147,9 +145,9 @@ def _check_same_config(m: Member) -> None:
         old = resolve(base=yaml.safe_load(path.read_text()))
     except (UserError, yaml.YAMLError, OSError):
         return  # unreadable: the member runs again and rewrites it
-    for key, value in _flat(m.cfg).items():
+    for key, value in _flat(m.cfg.absolute()).items():  # config.yaml stores data paths absolute
         resumable = any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE)
-        if key not in SKIP_KEYS and not resumable and old[key] != value:
+        if key not in SKIP_KEYS and not resumable and not same_setting(key, old[key], value):
             raise ConfigError(f"sweep member {str(m.dir)!r} was trained with {key} = {old[key]!r}, this sweep sets "
                               f"{value!r}; choose another --out (or delete that directory)")
 
@@ -274,8 +272,9 @@ def _in_processes(todo: list[tuple[Member, bool]], config, sets, jobs: int, done
 
 
 def sweep(config: Path | None, grid_items: list[str], sets: list[str], jobs: int = 1, out: str | None = None,
-          echo=None) -> tuple[Path, list[dict], list[str]]:
-    """Run (or continue) a sweep; returns its directory, the ranked rows and the grid keys."""
+          echo=None, overwrite: bool = False) -> tuple[Path, list[dict], list[str]]:
+    """Run (or continue) a sweep; returns its directory, the ranked rows and the grid keys.
+    overwrite: --out may be a non-empty folder that holds no sweep (see choose_dir)."""
     echo = echo or (lambda line: print(line, flush=True))  # a line per member, also when piped to a log
     grid = parse_grid(grid_items)
     for s in sets:
@@ -283,12 +282,16 @@ def sweep(config: Path | None, grid_items: list[str], sets: list[str], jobs: int
             raise ConfigError("--set out=... would put every member in one directory; use --out for the sweep directory")
     members = plan(config, grid, sets)
     signature = _signature(config, grid, sets)
-    root = choose_dir(out, members[0].cfg["name"], signature)
+    root = choose_dir(out, members[0].cfg["name"], signature, overwrite, io.config_inputs(members[0].cfg))
     for m in members:
         m.dir = root / m.name
         m.cfg = m.cfg.replace(out=str(m.dir))
         _check_same_config(m)
     root.mkdir(parents=True, exist_ok=True)
+    # one sweep at a time in a sweep directory (each member's run directory has its own lock);
+    # held until the command ends (cli.main releases it), so the zoo's table and plot are covered too
+    runlock.acquire(root, "sweep directory")
+    runlock.remove_temps(root)  # of a sweep killed while writing sweep.json
     record = {**signature, "jobs": jobs, "members": [{"name": m.name, "settings": m.settings} for m in members]}
     previous = {r["name"]: r for r in (read_json(root / "sweep.json") or {}).get("members", [])}
     for r in record["members"]:
@@ -296,9 +299,7 @@ def sweep(config: Path | None, grid_items: list[str], sets: list[str], jobs: int
     by_name = {r["name"]: r for r in record["members"]}
 
     def save():
-        tmp = root / ".tmp-sweep.json"
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, root / "sweep.json")
+        io.write_text(root / "sweep.json", json.dumps(record, indent=2) + "\n")
 
     todo = []
     count = itertools.count(1)

@@ -30,9 +30,9 @@ import contextlib
 import csv
 import io
 import math
-import os
 from pathlib import Path
 
+from . import io as files  # atomic writes (`io` here is the standard library's, for StringIO)
 from .errors import ConfigError
 
 BASE = ("optim.name=adam", "optim.lr=0.0003", "train.batch_size=32", "early_stop.patience=0")
@@ -143,8 +143,9 @@ def measure(model_name: str, sets: list[str], info, task) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- the zoo
 def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: list[str] = (), jobs: int = 1,
-        out: str | None = None, echo=None) -> tuple[Path, list[dict], dict]:
-    """Train (or continue) the zoo; returns its directory, the ranked rows and the data's description."""
+        out: str | None = None, echo=None, overwrite: bool = False) -> tuple[Path, list[dict], dict]:
+    """Train (or continue) the zoo; returns its directory, the ranked rows and the data's description.
+    overwrite: --out may be a non-empty folder that holds no sweep (sweep.choose_dir)."""
     from . import sweep
 
     names = choose_models(models)
@@ -152,7 +153,7 @@ def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: 
     info, task = check_images(data, all_sets, names[0])
     out = out or str(Path("runs") / f"zoo-{data}")
     check_alike(Path(out), names, all_sets)
-    root, rows, _ = sweep.sweep(None, [f"model.name={','.join(names)}"], all_sets, jobs, out, echo)
+    root, rows, _ = sweep.sweep(None, [f"model.name={','.join(names)}"], all_sets, jobs, out, echo, overwrite)
     out_rows = []
     for r in rows:
         name = r["settings"].get("model.name", r["run"])
@@ -175,7 +176,8 @@ def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: 
     described = {"data": data, "in_shape": tuple(info.in_shape), "num_classes": info.num_classes, "epochs": epochs}
     write_csv(root / "zoo.csv", out_rows)
     (root / "plots").mkdir(parents=True, exist_ok=True)
-    plot(root / "plots" / "zoo.png", out_rows, described)
+    with files.atomic_path(root / "plots" / "zoo.png") as tmp:
+        plot(tmp, out_rows, described)
     return root, out_rows, described
 
 
@@ -218,14 +220,13 @@ COLUMNS = ("rank", "model", "status", "params", "flops", "s_per_epoch", "val_acc
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w", newline="") as f:
+    """zoo.csv, atomically."""
+    with files.atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for r in rows:
             w.writerow(["" if r.get(k) is None or (isinstance(r.get(k), float) and math.isnan(r[k])) else
                         (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in COLUMNS])
-    os.replace(tmp, path)
 
 
 def _si(n) -> str:

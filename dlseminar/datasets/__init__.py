@@ -22,6 +22,8 @@ def build_data(cfg, stats=None) -> Data:
         given["seed"] = cfg["seed"]
     if "task" in params:
         given["task"] = cfg["task"]
+    if "schema" in params:  # a file read for a checkpoint: its target, columns and kind by name
+        given["schema"] = (stats or {}).get("table")
     out = call_builder(entry, cfg, "data", common=COMMON, **given)
     if isinstance(out, Table):
         out = split_table(out, entry.name, cfg["task"], cfg["data.val_split"], cfg["data.test_split"],

@@ -52,7 +52,7 @@ class Augment:
 
         xs, ys = [], []
         with torch.random.fork_rng(devices=[]):  # v2 draws from the global CPU RNG: fork it, seed it per batch
-            torch.manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + batch)
+            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 100_003 + batch) % 2**64)  # torch seeds are 64-bit
             for i in range(len(x)):
                 if self.with_mask:
                     a, m = self.tf(tv_tensors.Image(x[i]), tv_tensors.Mask(y[i]))

@@ -23,6 +23,13 @@ class Table:
     class_names: list[str] | None = None
     target_name: str = "y"
     strata: np.ndarray | None = None  # groups to keep in proportion across splits (default: the classes)
+    # -- read from a file (csv): what split_table needs to encode text and to name lines in messages
+    text: dict[str, np.ndarray] = field(default_factory=dict)  # feature name -> (N,) strings; X holds nan there
+    values: np.ndarray | None = None  # the target as numbers when its cells are numbers (None: text labels)
+    lines: np.ndarray | None = None  # (N,) the file line of each row
+    source: str | None = None  # the file, for messages; also: columns and classes are matched by name
+    skip_bad: bool = False  # rows with a category the training split lacks are left out instead of refused
+    note: str | None = None  # why task: auto chose this kind (printed unless a checkpoint decides)
 
 
 @dataclass
@@ -36,6 +43,9 @@ class DataInfo:
     class_names: list[str] = field(default_factory=list)
     feature_names: list[str] = field(default_factory=list)
     target_name: str = "y"
+    # regression: the model learns (y - target_mean) / target_std; empty: the targets as they are
+    target_mean: list[float] = field(default_factory=list)
+    target_std: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -100,13 +110,14 @@ def split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
 
     def cut(ids, frac, salt):
         labels = groups[ids] if strat else None
+        state = (seed + salt) % 2**32  # scikit-learn takes 32-bit seeds; seed itself may be 2**32 - 1
         try:
-            return train_test_split(ids, test_size=frac, random_state=seed + salt, stratify=labels)
+            return train_test_split(ids, test_size=frac, random_state=state, stratify=labels)
         except ValueError:  # a class too small to stratify: fall back to a plain random split
             if not strat:
                 raise
             note("a class has too few samples for a stratified split; splitting at random")
-            return train_test_split(ids, test_size=frac, random_state=seed + salt)
+            return train_test_split(ids, test_size=frac, random_state=state)
 
     out = {}
     rest = idx
@@ -120,18 +131,21 @@ def split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
 
 
 def split_table(table: Table, name: str, task: str, val_split: float, test_split: float, standardize: bool,
-                seed: int, stats: dict[str, torch.Tensor] | None = None) -> Data:
-    """Split a Table by seed (stratified for classes), standardise with train-only stats."""
-    X = np.asarray(table.X, dtype=np.float64)
-    y = np.asarray(table.y)
-    kind = table.kind
-    if task == "regression" and kind == "classification":
-        kind = "regression"  # class indices become numeric targets
-    elif task == "classification" and kind == "regression":
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ConfigError(f"task classification needs class labels, but dataset {name!r} has real-valued targets")
-        kind = "classification"
-        y = y.astype(np.int64)
+                seed: int, stats: dict | None = None) -> Data:
+    """Split a Table by seed (stratified for classes) and fit on the training split only: the features'
+    mean/std and, for regression, the target's (data.standardize), the categories of text columns, the
+    classes. `stats` from a checkpoint replaces every fit, so eval and resume see what training saw; a
+    checkpoint without target stats (older ones) leaves the targets as they are (mean 0, std 1)."""
+    from .columns import features, select_columns, target
+
+    given = stats is not None
+    stats = dict(stats or {})
+    schema = stats.get("table") if given else None
+    if schema and table.source is not None:
+        table = select_columns(table, schema["columns"], name)
+    y, kind, class_names = target(table, name, task, schema)
+    if table.note and not schema:
+        note(table.note)
     if len(y) < 5:
         raise DataError(f"dataset {name!r} has only {len(y)} samples; at least 5 are needed to split train/val/test")
     if (1 - val_split - test_split) <= 0:
@@ -139,29 +153,45 @@ def split_table(table: Table, name: str, task: str, val_split: float, test_split
     parts = split_indices(y, kind, val_split, test_split, seed, table.strata)
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
         raise DataError(f"dataset {name!r} is too small for the requested splits")
+    X, feature_names, categories, keep = features(table, parts["train"], schema)
+    if keep is not None:
+        parts = {s: ix[keep[ix]] for s, ix in parts.items()}
 
-    if stats:
-        if stats["mean"].shape[-1] != X.shape[1]:
+    if given:
+        if "mean" in stats and stats["mean"].shape[-1] != X.shape[1]:
             raise DataError(f"dataset {name!r} has {X.shape[1]} features but the checkpoint was trained on {stats['mean'].shape[-1]}")
-    elif standardize:
-        tr = X[parts["train"]]
-        std = tr.std(0)
-        stats = {"mean": torch.from_numpy(tr.mean(0)), "std": torch.from_numpy(np.where(std > 1e-12, std, 1.0))}
+    else:
+        if standardize:
+            stats.update(_mean_std(X[parts["train"]]))
+            if kind == "regression":
+                t = _mean_std(y.reshape(len(y), -1)[parts["train"]])
+                stats.update(target_mean=t["mean"], target_std=t["std"])
+        if table.source is not None:  # a file: eval may read another one, matched by these names
+            stats["table"] = {"kind": kind, "target": table.target_name, "classes": list(class_names),
+                              "columns": list(table.feature_names), "categories": categories}
     # float64 stats, applied the same way in training and in eval, so eval reproduces exactly
-    Xs = (X - stats["mean"].double().numpy()) / stats["std"].double().numpy() if stats else X
+    Xs = (X - stats["mean"].double().numpy()) / stats["std"].double().numpy() if "mean" in stats else X
 
     if kind == "classification":
         y_t = torch.as_tensor(y.astype(np.int64))
-        class_names = table.class_names or [str(c) for c in range(int(y.max()) + 1)]
         num_classes = len(class_names)
     else:
-        y_t = torch.as_tensor(y.astype(np.float32)).reshape(len(y), -1)  # (N, T)
-        class_names, num_classes = [], 0
+        y_t = torch.as_tensor(y.astype(np.float32)).reshape(len(y), -1)  # (N, T), in the data's units
+        num_classes = 0
     X_t = torch.as_tensor(Xs, dtype=torch.float32)
     splits = {s: (X_t[torch.as_tensor(ix)], y_t[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
+    scaled = kind == "regression" and "target_mean" in stats
     info = DataInfo(name=name, kind=kind, in_shape=(X.shape[1],), num_classes=num_classes, class_names=list(class_names),
-                    feature_names=list(table.feature_names), target_name=table.target_name)
-    return Data(info=info, splits=splits, stats=dict(stats or {}))
+                    feature_names=feature_names, target_name=table.target_name,
+                    target_mean=stats["target_mean"].double().flatten().tolist() if scaled else [],
+                    target_std=stats["target_std"].double().flatten().tolist() if scaled else [])
+    return Data(info=info, splits=splits, stats=stats)
+
+
+def _mean_std(a: np.ndarray) -> dict[str, torch.Tensor]:
+    """Per-column mean and std (float64) of the training rows; a constant column keeps std 1."""
+    std = a.std(0)
+    return {"mean": torch.from_numpy(a.mean(0)), "std": torch.from_numpy(np.where(std > 1e-12, std, 1.0))}
 
 
 class BatchPlan:

@@ -34,7 +34,7 @@ from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .detection import DetImages, target
-from .imageio import _to_mode
+from .imageio import ImageError, _to_mode, opened
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -140,14 +140,11 @@ def coco(path=None, image_dir=None, image_size=None, channels=3, skip_bad=False)
                           + (f" (annotations {ids})" if anns else ""))
             continue
         try:
-            from PIL import Image
-
-            with Image.open(file) as pil:
-                pil.load()
+            with opened(file) as pil:  # truncated, not an image, a decompression bomb ...: one ImageError
                 x, (sx, sy) = _pil_to_tensor(pil, channels, image_size)
                 W, H = pil.size
-        except Exception as e:  # truncated, not an image, ...
-            bad("images", f"image {im['id']} file {str(file)!r} cannot be read ({str(e).splitlines()[0][:80]})"
+        except ImageError as e:
+            bad("images", f"image {im['id']} file {str(file)!r} cannot be read ({e.reason[:80]})"
                           + (f"; annotations {ids}" if anns else ""))
             continue
         boxes, labels = [], []
@@ -191,9 +188,12 @@ def _voc_split(root: str, image_set: str, channels: int, size: int | None):
     ds = VOCDetection(root, year="2012", image_set=image_set, download=False)
     index = {n: k + 1 for k, n in enumerate(VOC_CLASSES)}
     images, targets = [], []
-    for i in range(len(ds)):
-        pil, ann = ds[i]
-        x, (sx, sy) = _pil_to_tensor(pil, channels, size)
+    from torchvision.datasets.voc import ET_parse
+
+    for i in range(len(ds)):  # ds[i] would open the JPEG unguarded: the file lists and the XML parser only
+        ann = ds.parse_voc_xml(ET_parse(ds.annotations[i]).getroot())
+        with opened(Path(ds.images[i])) as pil:
+            x, (sx, sy) = _pil_to_tensor(pil, channels, size)
         boxes, labels = [], []
         for obj in ann["annotation"].get("object", []):
             if str(obj.get("difficult", "0")) == "1":

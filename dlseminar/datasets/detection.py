@@ -180,7 +180,7 @@ class DetAugment:
 
         out_x, out_t = [], []
         with torch.random.fork_rng(devices=[]):  # v2 draws from the global CPU RNG: fork it, seed it per batch
-            torch.manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + batch)
+            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 100_003 + batch) % 2**64)  # torch seeds are 64-bit
             for x, t in zip(xs, targets):
                 size = tuple(x.shape[-2:])
                 sample = {"image": tv_tensors.Image(x),

@@ -81,6 +81,11 @@ def folder(path=None, image_size=None, channels=3, skip_bad=False):
         note(f"ignored {len(others)} non-image file{'s' if len(others) != 1 else ''} in the class folders "
              f"(first: {others[0]})")
 
+    from ..memory import check_bytes
+
+    # the decoded images, then their split copies: refused before the first file is decoded
+    check_bytes(2.0 * len(files) * channels * size * size, f"decoding {len(files):,} images at {channels}x{size}x{size}",
+                "use a smaller data.image_size")
     X = torch.empty((len(files), channels, size, size), dtype=torch.uint8)  # decoded once, kept in memory
     errors: list[DataError | None] = [None] * len(files)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import sys
 import time
@@ -59,28 +60,74 @@ class EarlyStopping:
 
 
 class MetricsCSV:
-    """metrics.csv: one row per epoch, flushed as it is written so a crash keeps the rows."""
+    """metrics.csv: one row per epoch, never ahead of last.pt.
+
+    write() keeps a row in memory; commit() (called right after each last.pt write) appends the
+    kept rows in one write, so a crash or SIGKILL at any moment leaves no row for an epoch the
+    checkpoint does not hold. A resume rewrites the file from the checkpoint's history (rows a
+    killed run wrote later are dropped), through a temp file: the old rows stay until the new are whole.
+    """
 
     def __init__(self, path: Path, history: list[dict]):
-        self.path = path
+        self.path = Path(path)
         self.columns: list[str] | None = None
         self.f = None
-        if history:  # resume: rewrite the rows the checkpoint knows, drop any later ones
-            for row in history:
-                self.write(row)
+        self.pending: list[dict] = []
+        if history:
+            from ..io import atomic_open
+
+            self.columns = list(history[0])
+            with atomic_open(self.path, "wb") as f:
+                f.write(self._encode(history, header=True))
+            self.f = open(self.path, "ab", buffering=0)
 
     def write(self, row: dict) -> None:
-        if self.f is None:
-            self.columns = list(row)
-            self.f = open(self.path, "w", newline="")
-            self.w = csv.writer(self.f)
-            self.w.writerow(self.columns)
-        self.w.writerow([_fmt(row.get(c)) for c in self.columns])
-        self.f.flush()
+        """Keep `row` until the next commit()."""
+        self.pending.append(row)
+
+    def commit(self) -> None:
+        """Append the kept rows (last.pt now holds their epochs). A failed write (a full disk)
+        truncates the file back: no half row is left."""
+        if not self.pending:
+            return
+        new = self.f is None
+        if new:
+            self.columns = list(self.pending[0])
+        data = self._encode(self.pending, header=new)
+        if new:
+            self.f = open(self.path, "wb", buffering=0)  # unbuffered: on a failure nothing is left to flush
+        pos = self.f.tell()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self.f.write(view):]
+        except OSError as e:
+            try:
+                self.f.truncate(pos)
+            except OSError:
+                pass
+            from ..errors import UserError
+
+            raise UserError(f"cannot write {str(self.path)!r}: {e.strerror or e}; is the disk full? "
+                            f"last.pt is whole; resume from it once there is space") from None
+        self.pending.clear()
+
+    def _encode(self, rows: list[dict], header: bool) -> bytes:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        if header:
+            w.writerow(self.columns)
+        for row in rows:
+            w.writerow([_fmt(row.get(c)) for c in self.columns])
+        return buf.getvalue().encode("utf-8")
 
     def close(self) -> None:
         if self.f is not None:
-            self.f.close()
+            try:
+                self.f.close()
+            except OSError:
+                pass
+            self.f = None
 
 
 def _fmt(v):
@@ -94,7 +141,7 @@ class ConsoleLog:
 
     def __init__(self, epochs: int, start_epoch: int, every: int, show_keys: list[str]):
         self.epochs, self.keys = epochs, show_keys
-        self.tty = sys.stdout.isatty()
+        self.tty = _isatty(sys.stdout)
         self.every = every or max(1, math.ceil(epochs / 25))
         self.progress = None
         if self.tty:
@@ -119,3 +166,11 @@ class ConsoleLog:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def _isatty(stream) -> bool:
+    """A live display only on a terminal (stdout may be None when the process started with it closed)."""
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False

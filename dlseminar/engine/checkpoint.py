@@ -67,7 +67,13 @@ def remove_stale_temps(folder: str | Path) -> None:
 
 
 def load(path: str | Path) -> dict:
-    """Read a dlseminar checkpoint; anything else is a CheckpointError (exit 2), never code run."""
+    """Read a dlseminar checkpoint; anything else is a CheckpointError (exit 2) saying what the file is, never code run.
+
+    The file's first bytes are checked before torch.load sees it (a picture, text, a pickle, TorchScript, ...);
+    what torch.load then refuses is named in a few words (truncated, or holding pickled classes).
+    """
+    from .filekind import load_failed, not_torch
+
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint {str(p)!r} not found")
@@ -77,20 +83,80 @@ def load(path: str | Path) -> dict:
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(p)!r} is empty (0 bytes)")
     try:
+        why = not_torch(p)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {str(p)!r}: {e.strerror or e}") from None
+    if why:
+        raise CheckpointError(f"{str(p)!r} {why}")
+    try:
         with warnings.catch_warnings():  # torch warns at length about refused pickles; we say it in one line
             warnings.simplefilter("ignore")
             obj = torch.load(p, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
     except Exception as e:  # any parse failure means "not a checkpoint we can trust"
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{str(p)!r} is not a readable dlseminar checkpoint ({reason})") from None
-    if not isinstance(obj, dict) or "format_version" not in obj or "config" not in obj or "model" not in obj:
-        raise CheckpointError(f"{str(p)!r} is a PyTorch file but not a dlseminar checkpoint (no format_version/config/model)")
+        raise CheckpointError(f"{str(p)!r} {load_failed(e)}") from None
+    check_contents(obj, str(p))
+    return obj
+
+
+# Every checkpoint dlsem train writes holds these; a last.pt (one with an optimizer) also the RESUME keys.
+REQUIRED = ("format_version", "config", "model", "data_info", "data_stats")
+RESUME = ("scheduler", "early_stopping", "epoch", "step", "history", "rng")
+
+
+def check_contents(obj, name: str) -> None:
+    """A loaded file is a whole dlseminar checkpoint of a format this version reads, else one CheckpointError."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{name!r} holds a {type(obj).__name__}, not a dlseminar checkpoint")
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{name!r} holds bare model weights (a state_dict), not a dlseminar checkpoint; "
+                              f"give the best.pt or last.pt that dlsem train wrote")
+    missing = [k for k in REQUIRED[:3] if k not in obj]
+    if missing:
+        keys = ", ".join(map(str, list(obj)[:5])) + (", ..." if len(obj) > 5 else "")
+        raise CheckpointError(f"{name!r} is a PyTorch file but not a dlseminar checkpoint: it holds no "
+                              f"{missing[0]!r} (its keys: {keys or 'none'})")
     v = obj["format_version"]
     if not isinstance(v, int) or isinstance(v, bool):
-        raise CheckpointError(f"{str(p)!r} has an invalid format_version ({v!r}); it is not a dlseminar checkpoint")
+        raise CheckpointError(f"{name!r} has an invalid format_version ({v!r}); it is not a dlseminar checkpoint")
     if v > FORMAT_VERSION:
-        raise CheckpointError(f"{str(p)!r} has format {obj['format_version']}; this dlseminar reads up to {FORMAT_VERSION}: upgrade it")
-    return obj
+        raise CheckpointError(f"{name!r} was written by a newer dlseminar (checkpoint format {v}; this one reads up "
+                              f"to {FORMAT_VERSION}): upgrade dlseminar")
+    want = [*REQUIRED[3:], *(RESUME if "optimizer" in obj else ())]
+    missing = [k for k in want if k not in obj]
+    if missing:
+        raise CheckpointError(f"{name!r} holds no {missing[0]!r}: it was not written by dlsem train (or was edited)")
+    damaged = _damaged(obj)
+    if damaged:
+        raise CheckpointError(f"{name!r} holds a damaged {damaged}: it was not written by dlsem train (or was edited)")
+
+
+def _damaged(obj: dict) -> str | None:
+    """The first entry whose type is not what dlsem train writes (they are used without further checks)."""
+    info = obj["data_info"]
+    if not isinstance(obj["config"], dict):
+        return "'config' (not a mapping)"
+    if not isinstance(obj["model"], dict) or not all(isinstance(k, str) and isinstance(t, torch.Tensor)
+                                                     for k, t in obj["model"].items()):
+        return "'model' (not a mapping of layer names to tensors)"
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(info.get("kind"), str):
+        return "'data_info' (no dataset name or kind)"
+    shape = info.get("in_shape")
+    if not isinstance(shape, (list, tuple)) or not shape or not all(isinstance(n, int) and n > 0 for n in shape):
+        return f"'data_info' (input shape {shape!r})"
+    if not isinstance(info.get("num_classes", 0), int) or not isinstance(info.get("class_names", []), list):
+        return "'data_info' (classes)"
+    if not isinstance(obj["data_stats"], dict):
+        return "'data_stats' (not a mapping)"
+    if "optimizer" in obj:
+        if not isinstance(obj["optimizer"], dict) or not isinstance(obj["rng"], dict):
+            return "'optimizer' or 'rng' (not a mapping)"
+        if not all(isinstance(obj[k], int) and not isinstance(obj[k], bool) for k in ("epoch", "step")):
+            return "'epoch' or 'step' (not a whole number)"
+        if not isinstance(obj["history"], list):
+            return "'history' (not a list)"
+    return None
 
 
 def rng_state() -> dict:

@@ -46,6 +46,9 @@ class _Silent:
     def write(self, row):
         pass
 
+    def commit(self):
+        pass
+
     def epoch(self, row, last):
         pass
 
@@ -65,10 +68,7 @@ class Trainer:
         self.l1, self.l2 = cfg["loss.l1"], cfg["loss.l2"]
         self.weights = _weight_params(model) if (self.l1 or self.l2) else []
         self.clip = cfg["train.grad_clip"]
-        monitor = cfg["early_stop.monitor"]
-        self.monitor = task.monitor if monitor == "auto" else monitor
-        mode = cfg["early_stop.mode"]
-        self.mode = mode if mode != "auto" else ("min" if self.monitor.endswith("loss") or self.monitor.split("/")[-1] in ("mse", "mae", "rmse") else "max")
+        self.monitor, self.mode = task.monitor_mode(cfg)  # the task's metric and direction, never a guess from a name
         self.es = EarlyStopping(self.monitor, self.mode, cfg["early_stop.patience"], cfg["early_stop.min_delta"])
         self.state = FitState()
         self._signal: int | None = None
@@ -76,6 +76,10 @@ class Trainer:
         self._write_seconds = 0.0  # how long the last checkpoint write took (spaces the next one)
         self._estimate: float | None = None  # the first write's duration, guessed from its bytes
         self._best_dirty = False  # best weights changed since best.pt was written
+        self._csv = _Silent()  # metrics.csv while fit() runs: its rows follow each last.pt write
+        # called (rank 0) after each last.pt write, once the checkpoint holds the run's newest state:
+        # what must never be ahead of last.pt is written here (run.py: config.yaml on a resume)
+        self.after_save: list = []
         self.dist, self.main = dist, dist is None or dist.main
         self.accumulate = cfg["train.accumulate"]
         self.autocast = amp.autocast_args(cfg["train.precision"], device)  # None for 32: no per-step cost
@@ -295,6 +299,9 @@ class Trainer:
         ckpt.save(self.checkpoint(), self.run_dir / "last.pt")
         self._last_write = time.perf_counter()
         self._write_seconds = self._last_write - now
+        self._csv.commit()  # the rows of the epochs last.pt now holds, never before
+        for hook in list(self.after_save):  # a hook may remove itself
+            hook()
         return True
 
     def restore(self, d: dict) -> None:
@@ -323,7 +330,7 @@ class Trainer:
         s = self.state
         keys = list(dict.fromkeys(["train/loss", "val/loss", self.task.monitor, self.monitor]))
         if self.main:
-            csv_log = MetricsCSV(self.run_dir / "metrics.csv", s.history)
+            csv_log = self._csv = MetricsCSV(self.run_dir / "metrics.csv", s.history)
             console = ConsoleLog(epochs, s.epoch, self.cfg["logging.every_epochs"], keys)
         else:
             csv_log = console = _Silent()
@@ -382,9 +389,12 @@ class Trainer:
                     break
             if s.stop_reason is None:  # resumed a run that had already finished
                 s.stop_reason = f"reached train.epochs ({epochs})"
+            # the run is over: rows last.pt could not take (its weights were not finite) are still the run's record
+            csv_log.commit()
         finally:
             console.close()
             csv_log.close()
+            self._csv = _Silent()
             self._restore_signals(old)
         return s
 

@@ -21,16 +21,21 @@ class Perceptron(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.linear(x.flatten(1)))
 
-    def explain(self, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> dict:
+    def explain(self, mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                target_mean: torch.Tensor | None = None, target_std: torch.Tensor | None = None) -> dict:
         """The learned w0 and w in the data's original units (undoing standardisation).
 
         With x' = (x - mean) / std the neuron computes w0 + w.x' = (w0 - sum w*mean/std) + (w/std).x.
+        A standardised regression target y' = (y - tm) / ts scales both back: y = tm + ts * (that).
         """
         w = self.linear.weight.detach().double().cpu()
         b = self.linear.bias.detach().double().cpu()
         if mean is not None and std is not None:
             m, s = mean.double().cpu().flatten(), std.double().cpu().flatten()
             w, b = w / s, b - (w / s * m).sum(1)
+        if target_mean is not None and target_std is not None:
+            tm, ts = target_mean.double().cpu().flatten(), target_std.double().cpu().flatten()
+            w, b = w * ts[:, None], b * ts + tm  # one (mean, std) per output
         rows = [{"w0": round(float(b[i]), 6), "w": [round(float(v), 6) for v in w[i]]} for i in range(len(b))]
         return {"weights": rows[0] if len(rows) == 1 else rows}
 

@@ -16,6 +16,9 @@ class Task:
     output_kind = "values"  # 'scores': the model returns logits and the task applies the link
     default_loss = "mse"
     monitor, mode = "val/loss", "min"
+    # every key new_metrics(...).compute() can return, with its direction (what early_stop.monitor
+    # may watch as val/<key>); tests/unit/test_config_strict.py holds each task to it
+    metric_modes: dict[str, str] = {"loss": "min"}
     supported: tuple[str, ...] = ()  # loss input forms this task can prepare (see engine/losses.py)
 
     def __init__(self, info, cfg):
@@ -51,6 +54,31 @@ class Task:
         raise NotImplementedError
 
     # -- shared
+    def metric_names(self) -> list[str]:
+        """The keys compute() returns for this data (a task whose metrics depend on it narrows the list)."""
+        return list(self.metric_modes)
+
+    def monitor_mode(self, cfg) -> tuple[str, str]:
+        """early_stop.monitor and its direction (min or max), checked before any training.
+
+        auto: the task's own monitor and mode. Otherwise a metric this run records each epoch
+        (val/<metric>, or train/loss), its direction from the task's declaration unless
+        early_stop.mode says.
+        """
+        monitor, mode = cfg["early_stop.monitor"], cfg["early_stop.mode"]
+        if monitor == "auto":
+            return self.monitor, self.mode if mode == "auto" else mode
+        modes = {f"val/{k}": self.metric_modes[k] for k in self.metric_names()}
+        modes["train/loss"] = "min"
+        if monitor not in modes:
+            from ..config import short
+            from ..registry import suggest
+
+            what = (" is not recorded for this data" if monitor.removeprefix("val/") in self.metric_modes
+                    else f" is not a metric of the {self.kind} task{suggest(monitor, modes)}")  # e.g. top5 of 3 classes
+            raise ConfigError(f"early_stop.monitor {short(monitor)}{what}; choose one of {', '.join(modes)}")
+        return monitor, modes[monitor] if mode == "auto" else mode
+
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(*self.prepare(out, y))
 

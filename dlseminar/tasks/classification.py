@@ -48,7 +48,12 @@ class Classification(Task):
     output_kind = "scores"
     default_loss = "ce"
     monitor, mode = "val/acc", "max"
+    metric_modes = {"loss": "min", "acc": "max", "top5": "max"}
     supported = ("index_logits", "index_logprobs", "target_logits", "target_values")
+
+    def metric_names(self) -> list[str]:
+        has_top5 = max(self.info.num_classes, 2) >= 5  # as ConfusionMetrics counts it
+        return [k for k in self.metric_modes if k != "top5" or has_top5]
 
     def outputs_for(self, wants: str) -> int:
         # Two classes with a sigmoid-style loss use one output (y_hat = sigma(z)), as in the
@@ -99,13 +104,14 @@ class Classification(Task):
     def details(self, metrics):
         cm = metrics.matrix().double()
         names = self.info.class_names or [str(i) for i in range(cm.shape[0])]
-        rows = []
-        for i, name in enumerate(names):
-            support = cm[i].sum()
-            recall = cm[i, i] / support if support else float("nan")
-            precision = cm[i, i] / cm[:, i].sum() if cm[:, i].sum() else float("nan")
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
-            rows.append([name, int(support), float(precision), float(recall), float(f1)])
+        # whole columns at once: a thousand classes cost one pass, not a thousand (C, C) reductions
+        hit, support, predicted = cm.diagonal(), cm.sum(1), cm.sum(0)
+        nan = torch.tensor(float("nan"), dtype=cm.dtype)
+        recall = torch.where(support > 0, hit / support.clamp(min=1), nan)
+        precision = torch.where(predicted > 0, hit / predicted.clamp(min=1), nan)
+        f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), nan)
+        rows = [[name, int(s), p, r, f] for name, s, p, r, f in
+                zip(names, support.tolist(), precision.tolist(), recall.tolist(), f1.tolist())]
         return ["class", "support", "precision", "recall", "f1"], rows
 
     def plots(self, folder, model, data, device):

@@ -133,6 +133,8 @@ class Detection(Task):
     kind = "detection"
     output_kind = "detections"
     monitor, mode = "val/map50", "max"
+    # no val/loss: in evaluation a detector returns detections, not its losses
+    metric_modes = {"map": "max", "map50": "max", "map75": "max", "recall": "max"}
 
     def __init__(self, info, cfg):
         # No loss from the registry: a detector computes its own (RPN and box-head parts).

@@ -1,4 +1,10 @@
-"""Regression: real-valued targets (B, T); MSE, MAE, RMSE and R^2 from exact running sums."""
+"""Regression: real-valued targets (B, T); MSE, MAE, RMSE and R^2 from exact running sums.
+
+With data.standardize the model learns the standardised target (y - mean) / std, mean and std
+fitted on the training split (DataInfo.target_mean/target_std, stored in every checkpoint): the
+loss, and so `loss` in the logs, is on that scale. Predictions and the metrics mse, rmse, mae and
+r2 are in the data's own units.
+"""
 from __future__ import annotations
 
 import torch
@@ -10,13 +16,14 @@ from .base import Task
 class RegressionMetrics:
     """Running float64 sums on the device, so the result does not depend on batch size."""
 
-    def __init__(self, device):
+    def __init__(self, device, decode=lambda o: o):
+        self.decode = decode  # model outputs -> predictions in the data's units
         z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
         self.n, self.sse, self.sae, self.sy, self.syy, self.loss_sum = z(), z(), z(), z(), z(), z()
         self.rows = 0
 
     def update(self, out, y, loss) -> None:
-        o, t = out.detach().double(), y.double()
+        o, t = self.decode(out.detach().double()), y.double()
         self.n += t.numel()
         self.sse += (o - t).pow(2).sum()
         self.sae += (o - t).abs().sum()
@@ -46,13 +53,41 @@ class Regression(Task):
     output_kind = "values"
     default_loss = "mse"
     monitor, mode = "val/loss", "min"
+    metric_modes = {"loss": "min", "mse": "min", "rmse": "min", "mae": "min", "r2": "max"}
     supported = ("target_values",)
+
+    def __init__(self, info, cfg):
+        super().__init__(info, cfg)
+        mean, std = getattr(info, "target_mean", None), getattr(info, "target_std", None)
+        # float64, so that the undoing is exact; None: targets as they are (no standardize, older checkpoints)
+        self.target_scale = (torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)) \
+            if mean and std else None
+        self._on: dict = {}
+
+    def _scale(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._on:
+            self._on[device] = tuple(t.to(device) for t in self.target_scale)
+        return self._on[device]
 
     def outputs_for(self, wants: str) -> int:
         return 1  # one target column (y is stored as (N, 1))
 
     def prepare(self, out, y):
-        return out, y
+        """The loss compares the model's output with the standardised target."""
+        if self.target_scale is None:
+            return out, y
+        mean, std = self._scale(y.device)
+        return out, ((y.double() - mean) / std).to(y.dtype)
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        """Model outputs -> predictions in the data's units (float64 when the target is standardised)."""
+        if self.target_scale is None:
+            return out
+        mean, std = self._scale(out.device)
+        return out.double() * std + mean
+
+    def predict(self, model, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(model(x))
 
     def new_metrics(self, device):
-        return RegressionMetrics(device)
+        return RegressionMetrics(device, self.decode)

@@ -62,6 +62,7 @@ class Segmentation(Task):
     output_kind = "scores"
     default_loss = "ce"
     monitor, mode = "val/miou", "max"
+    metric_modes = {"loss": "min", "acc": "max", "miou": "max", "dice": "max"}
     supported = ("index_logits", "index_logprobs", "pixel_logits")
 
     def outputs_for(self, wants: str) -> int:

@@ -44,7 +44,11 @@ def _files(tmp_path):
     # import paths where names belong: looked up in the registries, never imported or called
     torch.save({**good, "config": {"model": {"name": "os.system"}}}, tmp_path / "import_model.pt")
     torch.save({**good, "config": {"data": {"name": "subprocess:Popen"}}}, tmp_path / "import_data.pt")
-    torch.save({**good, "config": {"optim": {"name": "builtins.eval"}}, "optimizer": {}}, tmp_path / "import_optim.pt")
+    # a last.pt that fits the default MLP (64 -> 128 -> 10) and carries what a resume restores: only the name is wrong
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    resumable = {"model": mlp.state_dict(), "optimizer": {}, "scheduler": {}, "early_stopping": {}, "epoch": 1,
+                 "step": 1, "history": [], "rng": {}}
+    torch.save({**good, "config": {"optim": {"name": "builtins.eval"}}, **resumable}, tmp_path / "import_optim.pt")
     whole = (tmp_path / "plain.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "header.csv").write_text("a,b,y\n")
@@ -77,22 +81,22 @@ CASES = [
     (["train", "--data", "csv", "--set", "data.path=text.csv", "--set", "data.target=z"], ["no column 'z'"]),
     (["train", "--bogus"], ["No such option"]),
     (["eval", "missing.pt"], ["not found"]),
-    (["eval", "random.pt"], ["not a readable dlseminar checkpoint"]),
+    (["eval", "random.pt"], ["is not a PyTorch file"]),
     (["eval", "zero.pt"], ["empty"]),
     (["eval", "plain.pt"], ["not a dlseminar checkpoint"]),
-    (["eval", "notes.txt"], ["not a readable dlseminar checkpoint"]),
-    (["eval", "evil.pt"], ["not a readable dlseminar checkpoint"]),
-    (["eval", "evil_zip.pt"], ["not a readable dlseminar checkpoint"]),
-    (["eval", "numpy_object.pt"], ["not a readable dlseminar checkpoint"]),
-    (["eval", "numpy_scalar.pt"], ["not a readable dlseminar checkpoint"]),
-    (["eval", "truncated.pt"], ["not a readable dlseminar checkpoint"]),
+    (["eval", "notes.txt"], ["is a text file, not a checkpoint"]),
+    (["eval", "evil.pt"], ["is a Python pickle", "never loads pickles"]),
+    (["eval", "evil_zip.pt"], ["holds code objects", "refuses to load"]),
+    (["eval", "numpy_object.pt"], ["holds code objects", "numpy"]),
+    (["eval", "numpy_scalar.pt"], ["holds code objects", "numpy"]),
+    (["eval", "truncated.pt"], ["is truncated or corrupt"]),
     (["eval", "import_model.pt"], ["unknown model 'os.system'"]),
     (["eval", "import_data.pt"], ["unknown dataset 'subprocess:Popen'"]),
     (["train", "--resume", "import_optim.pt"], ["unknown optimizer 'builtins.eval'"]),
-    (["predict", "evil_zip.pt", "x.png"], ["not a readable dlseminar checkpoint"]),
+    (["predict", "evil_zip.pt", "x.png"], ["holds code objects"]),
     (["train", "--data", "csv", "--set", "data.path=header.csv"], ["header.csv"]),
     (["eval", "."], ["is a directory"]),
-    (["train", "--resume", "random.pt"], ["not a readable dlseminar checkpoint"]),
+    (["train", "--resume", "random.pt"], ["is not a PyTorch file"]),
     (["config", "show", "--set", "model.hiden=[3]"], ["did you mean 'model.hidden'"]),
     (["train", "--set", "model.batch_norm=true", "--batch-size", "1"], ["batch norm needs batches of 2 or more"]),
     (["train", "--data", "digits_images", "--model", "alexnet", "--set", "model.stem=imagenet"], ["needs inputs of at least"]),
@@ -119,7 +123,7 @@ def test_bad_input_exits_2_with_one_error_line(dlsem, tmp_path, args, words):
     check_one_error_line(dlsem(*args), words, tmp_path)  # in process: see conftest.dlsem
 
 
-REAL = [(["eval", "evil.pt"], ["not a readable dlseminar checkpoint"]),
+REAL = [(["eval", "evil.pt"], ["is a Python pickle"]),
         (["train", "typo.yaml"], ["unknown config key 'optim.lrr'"]),
         (["train", "--data", "csv", "--set", "data.path=text.csv"], ["line 3", "column 'b'"])]
 
@@ -134,7 +138,8 @@ def test_checkpoint_for_other_data_is_refused(dlsem, tmp_path):
     assert dlsem("train", CONFIGS / "xor_mlp.yaml", "--epochs", "2", "--out", "run",
                  "--set", "logging.plots=false").rc == 0
     r = dlsem("eval", "run/best.pt", "--data", "digits")
-    assert r.rc == 2 and "error: dataset 'digits' has 64 features but the checkpoint was trained on 2" in r.err, r
+    assert r.rc == 2 and ("error: dataset 'digits' has inputs of 64 features and 10 classes (0, 1, 2, ...) "
+                          "but the checkpoint was trained on 2 features and 2 classes (xor)") in r.err, r
     r = dlsem("train", "--resume", "run/best.pt")
     assert r.rc == 2 and "last.pt" in r.err, r
     r = dlsem("train", "--resume", "run/last.pt", "--set", "model.hidden=[4]")

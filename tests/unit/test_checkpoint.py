@@ -18,7 +18,8 @@ def valid(**extra):
     lin = torch.nn.Linear(3, 2)
     d = {"format_version": ck.FORMAT_VERSION, "config": {"optim": {"lr": 0.1}, "name": "x"},
          "model": lin.state_dict(), "epoch": 3, "stats": {"mean": torch.zeros(3, dtype=torch.float64)},
-         "history": [{"epoch": 1, "val/loss": 0.5}]}
+         "history": [{"epoch": 1, "val/loss": 0.5}],
+         "data_info": {"name": "toy", "kind": "classification", "in_shape": [3], "num_classes": 2}, "data_stats": {}}
     d.update(extra)
     return d
 
@@ -99,13 +100,13 @@ def test_load_missing(tmp_path):
 def test_load_random_bytes(tmp_path):
     p = tmp_path / "r.pt"
     p.write_bytes(np.random.RandomState(0).bytes(4096))
-    assert "not a readable dlseminar checkpoint" in load_error(p)
+    assert "is not a PyTorch file" in load_error(p)
 
 
 def test_load_text_file(tmp_path):
     p = tmp_path / "t.pt"
     p.write_text("epochs: 3\n")
-    assert "not a readable dlseminar checkpoint" in load_error(p)
+    assert "is a text file, not a checkpoint" in load_error(p)
 
 
 def test_load_zero_bytes(tmp_path):
@@ -127,7 +128,7 @@ def test_load_truncated(tmp_path, fraction):
     data = full.read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(data[: int(len(data) * fraction)])
-    assert "not a readable dlseminar checkpoint" in load_error(cut)
+    assert "is truncated or corrupt" in load_error(cut)
 
 
 class Evil:
@@ -144,7 +145,7 @@ def test_load_refuses_to_run_code_from_torch_zip(tmp_path):
     torch.save({"format_version": 1, "config": {}, "model": {}, "x": Evil(sentinel)}, p)
     assert not sentinel.exists()  # saving did not call it
     msg = load_error(p)
-    assert "not a readable dlseminar checkpoint" in msg
+    assert "holds code objects" in msg
     assert not sentinel.exists()
 
 

@@ -446,11 +446,13 @@ def test_csv_too_few_rows(tmp_path):
     assert "only 4 samples" in msg
 
 
-def test_csv_not_utf8(tmp_path):
-    p = tmp_path / "bin.csv"
-    p.write_bytes(b"x,y\n\xff\xfe,\x80\n")
-    with pytest.raises(DataError, match="cannot read CSV"):
-        build("data.name=csv", f"data.path={p}")
+def test_csv_not_utf8_is_read_as_windows_1252_with_a_note(tmp_path, capsys):
+    p = tmp_path / "latin.csv"
+    colours = ("wei\u00df", "gr\u00fcn")
+    p.write_bytes(("gr\u00f6\u00dfe,farbe\n" + "".join(f"{i},{colours[i % 2]}\n" for i in range(20))).encode("cp1252"))
+    d = build("data.name=csv", f"data.path={p}")
+    assert d.info.feature_names == ["gr\u00f6\u00dfe"] and d.info.class_names == ["gr\u00fcn", "wei\u00df"]
+    assert "is not UTF-8" in capsys.readouterr().err
 
 
 def test_training_loader_folds_a_last_batch_of_one():

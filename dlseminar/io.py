@@ -1,0 +1,348 @@
+"""Writing files safely: one atomic writer, and the rules for where a command may write.
+
+Atomic: every file is written to a temporary file in the same folder (`.tmp-...`, so a killed write
+leaves a name the harness and `remove_stale_temps` recognise), flushed to disk, then renamed over
+the target with os.replace. A reader, or a crash at any moment, sees the old file or the new one,
+never half; the temporary file is removed on any failure, Ctrl-C included.
+
+Where a command may write (every `--out`, `--write`):
+- a path that exists and that the command did not create is refused unless the user passes
+  --overwrite; a command's own outputs (its default file, a folder holding its marker file such as
+  sweep.json) may be rewritten by a rerun;
+- whatever the flags, never an input of the command (the config, data, checkpoint or images being
+  read; paths compared after resolving `..` and symlinks) and never a run directory's own files
+  (RUN_FILES, any `*.pt`) from another command;
+- a path under a file, or in a folder the user cannot write, is one clear error before any work.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from .errors import ConfigError
+
+TMP_PREFIX = ".tmp-"
+# What makes a folder a run directory, and the files of a run that no other command may replace.
+RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt")
+# Entries of a run directory written by a run or by the commands around it (sweep's train.log,
+# report.html); anything else in a folder is the user's. Lock files are hidden: starting with ".".
+RUN_ENTRIES = (*RUN_FILES, "train.log", "report.html", "plots", "tensorboard")
+PLOT_SUFFIXES = (".png", ".gif")  # what a run writes into plots/
+
+
+# ---------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path` for a writer that wants a file name (savefig, PIL);
+    when the block ends, the file is flushed to disk and renamed onto `path`; on any error (Ctrl-C
+    too) it is removed and `path` is left as it was. The temporary name keeps the suffix, so writers
+    that infer the format from it still do."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix="-" + path.name, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide a config or report from the group
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """open() for writing, atomically: the file appears at `path` complete, or not at all."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+
+
+def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """Path.write_text, atomically."""
+    with atomic_open(path, "w", encoding=encoding) as f:
+        f.write(text)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Path.write_bytes, atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (not possible on every system: best effort)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- what a path is
+def _real(p: str | Path) -> Path:
+    return Path(os.path.realpath(p))
+
+
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether a and b name the same file (after `..`, symlinks and hard links)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    return _real(a) == _real(b)
+
+
+def inside(child: str | Path, parent: str | Path) -> bool:
+    """Whether `child` is `parent` or lies under it (resolved)."""
+    c, p = _real(child), _real(parent)
+    return c == p or p in c.parents
+
+
+def is_run_dir(d: str | Path) -> bool:
+    """A folder a training run wrote: it holds a checkpoint, metrics or summary (or config.yaml and plots/)."""
+    d = Path(d)
+    if not d.is_dir():
+        return False
+    if any((d / n).is_file() for n in ("best.pt", "last.pt", "metrics.csv", "summary.json")):
+        return True
+    return (d / "config.yaml").is_file() and (d / "plots").is_dir()
+
+
+def run_file(path: str | Path) -> Path | None:
+    """The run directory whose own file `path` is (RUN_FILES there, or any checkpoint), else None."""
+    for p in dict.fromkeys((Path(os.path.normpath(path)), _real(path))):
+        if p.suffix == ".pt" or (p.name in RUN_FILES and is_run_dir(p.parent)):
+            return p.parent
+    return None
+
+
+def _blocking_ancestor(path: Path) -> Path | None:
+    """The first existing ancestor of `path` when it is not a folder (nothing can be created under it)."""
+    for a in path.parents:
+        if a.exists() or a.is_symlink():
+            return None if a.is_dir() else a
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    for a in (path, *path.parents):
+        if a.exists():
+            return a
+    return Path(".")
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse a folder (or the folder that would hold a new one) the user cannot write, before any work."""
+    base = _nearest_existing(path)
+    if base.is_dir() and not os.access(base, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {str(path)!r}: the folder {str(base)!r} is not writable (permission denied)")
+
+
+Inputs = Iterable[tuple[str | Path, str]]  # (path, what it is: "the config being read", ...)
+
+
+def _input_hit(path: Path, inputs: Inputs, dirs_too: bool = True) -> tuple[Path, str] | None:
+    for p, label in inputs:
+        if p is None or not (Path(p).exists() or Path(p).is_symlink()):
+            continue
+        if same_path(path, p) or (dirs_too and Path(p).is_dir() and inside(path, p)):
+            return Path(p), label
+    return None
+
+
+# ---------------------------------------------------------------- the checks
+def check_file(path: str | Path, *, option: str = "--out", overwrite: bool = False, own: bool = False,
+               inputs: Inputs = (), what: str | None = None, hint: str = "choose another file") -> Path:
+    """A file a command is about to write. Refused with one line: a path under a file, a folder, an
+    input (always), a run's own file (always), an existing file that is not the command's own (`own`)
+    unless `overwrite`, a folder that is not writable. Returns the path."""
+    path = Path(path)
+    what = what or repr(str(path))
+    blocked = _blocking_ancestor(path)
+    if blocked is not None:
+        raise ConfigError(f"cannot write {what}: {str(blocked)!r} is not a directory")
+    if path.is_dir():
+        raise ConfigError(f"{option} {str(path)!r} is a directory; give a file name")
+    if path.exists() or path.is_symlink():
+        hit = _input_hit(path, inputs, dirs_too=False)
+        if hit is not None:
+            raise ConfigError(f"{option} {str(path)!r} is {hit[1]}; inputs are never written: {hint}")
+        run = run_file(path)
+        if run is not None:
+            raise ConfigError(f"{option} {str(path)!r} belongs to the run in {str(run)!r}; a run's files are never "
+                              f"replaced by another command: {hint}")
+        hit = None if own else _input_hit(path, inputs, dirs_too=True)
+        if hit is not None:
+            raise ConfigError(f"{option} {str(path)!r} is {hit[1]}; inputs are never written: {hint}")
+        if not own and not overwrite:
+            raise ConfigError(f"{option} {str(path)!r} already exists; pass --overwrite to replace it, or {hint}")
+    _check_writable(path.parent, option)
+    return path
+
+
+def check_dir(path: str | Path, *, option: str = "--out", overwrite: bool = False, own: bool = False,
+              inputs: Inputs = (), what: str = "its output", allow_run: bool = False) -> Path:
+    """A folder a command writes into (sweep, compare, zoo, lr-find). Refused with one line: a file or a
+    path under one, a run directory (unless `allow_run`), a non-empty folder that is not the command's
+    own (`own`: it holds the command's marker) unless `overwrite`, and with --overwrite a folder that
+    holds one of the command's inputs. Returns the path."""
+    d = Path(path)
+    blocked = _blocking_ancestor(d)
+    if blocked is not None:
+        raise ConfigError(f"cannot create {option} {str(d)!r}: {str(blocked)!r} is not a directory")
+    hit = _input_hit(d, inputs, dirs_too=True)
+    if hit is not None:  # --out is an input itself, or inside an input folder
+        where = "is" if same_path(d, hit[0]) else "is inside"
+        raise ConfigError(f"{option} {str(d)!r} {where} {hit[1]} ({str(hit[0])!r}); inputs are never written: "
+                          f"choose another {option}")
+    if (d.exists() or d.is_symlink()) and not d.is_dir():
+        raise ConfigError(f"{option} {str(d)!r} exists and is not a directory")
+    if not allow_run and is_run_dir(d):
+        raise ConfigError(f"{option} {str(d)!r} is a run directory; {what} needs a folder of its own: choose another {option}")
+    if d.is_dir() and not own and any(d.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{option} {str(d)!r} already exists and is not empty; pass --overwrite to write "
+                              f"{what} into it, or choose another {option}")
+        held = [(p, label) for p, label in inputs if p is not None and Path(p).exists() and inside(p, d)]
+        if held:
+            raise ConfigError(f"{option} {str(d)!r} holds {held[0][1]} ({str(held[0][0])!r}); --overwrite never "
+                              f"writes where the inputs are: choose another {option}")
+    _check_writable(d, option)
+    return d
+
+
+def check_run_dir(d: str | Path, overwrite: bool, inputs: Inputs = ()) -> Path:
+    """`train --out DIR`: new, empty, or with --overwrite a folder holding nothing but a run's files
+    (those are cleared by clear_run once the run starts) and none of the run's inputs."""
+    d = Path(d)
+    blocked = _blocking_ancestor(d)
+    if blocked is not None:
+        raise ConfigError(f"cannot create run directory {str(d)!r}: {str(blocked)!r} is not a directory")
+    hit = _input_hit(d, inputs, dirs_too=True)
+    if hit is not None:
+        where = "is" if same_path(d, hit[0]) else "is inside"
+        raise ConfigError(f"--out {str(d)!r} {where} {hit[1]} ({str(hit[0])!r}); a run directory never goes "
+                          f"among its inputs: choose another --out")
+    if (d.exists() or d.is_symlink()) and not d.is_dir():
+        raise ConfigError(f"--out {str(d)!r} exists and is not a directory")
+    if d.is_dir() and any(d.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"run directory {str(d)!r} already exists and is not empty; pass --overwrite or "
+                              f"choose another --out")
+        held = [(p, label) for p, label in inputs if p is not None and Path(p).exists() and inside(p, d)]
+        if held:
+            raise ConfigError(f"--out {str(d)!r} holds {held[0][1]} ({str(held[0][0])!r}); --overwrite would clear "
+                              f"it: choose another --out")
+        unknown = _unknown_entries(d)
+        if unknown:
+            shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+            raise ConfigError(f"--out {str(d)!r} holds files a run does not write ({shown}); --overwrite replaces "
+                              f"only a previous run: choose another --out")
+    _check_writable(d, "--out")
+    return d
+
+
+def _unknown_entries(d: Path) -> list[str]:
+    """Entries of `d` that no run wrote: they are the user's and --overwrite must not clear them."""
+    out = []
+    for p in sorted(d.iterdir()):
+        if p.name.startswith("."):  # temporary files of a killed write, lock files
+            continue
+        if p.name not in RUN_ENTRIES or (p.is_dir() != (p.name in ("plots", "tensorboard"))) or p.is_symlink():
+            out.append(p.name)
+        elif p.name == "plots":
+            out += [f"plots/{q.name}" for q in sorted(p.iterdir())
+                    if q.name[:1] != "." and not (q.is_file() and q.suffix.lower() in PLOT_SUFFIXES)]
+        elif p.name == "tensorboard":
+            out += [f"tensorboard/{q.name}" for q in sorted(p.iterdir())
+                    if not (q.is_file() and q.name.startswith("events.out.tfevents."))]
+    return out
+
+
+def clear_run(d: str | Path) -> list[str]:
+    """Remove a previous run's files from `d` before a new run writes there (--overwrite), so that no old
+    best.pt, last.pt or metrics.csv is left mixed with the new run's; check_run_dir has already refused
+    a folder holding anything else. train.log stays: a sweep appends each attempt of a member to it.
+    Returns the names removed."""
+    d = Path(d)
+    removed = []
+    for name in (*RUN_FILES, "report.html"):
+        p = d / name
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+            removed.append(name)
+    for folder, keep in (("plots", lambda q: q.suffix.lower() in PLOT_SUFFIXES),
+                         ("tensorboard", lambda q: q.name.startswith("events.out.tfevents."))):
+        if (d / folder).is_dir():
+            for q in sorted((d / folder).iterdir()):
+                if q.is_file() and keep(q):
+                    q.unlink()
+                    removed.append(f"{folder}/{q.name}")
+    return removed
+
+
+# ---------------------------------------------------------------- all-or-nothing output folders
+@contextlib.contextmanager
+def staged(folder: str | Path, *, overwrite: bool = False, inputs: Inputs = (), option: str = "--out") -> Iterator[Path]:
+    """Write a command's files into a hidden folder inside `folder`, then move each into `folder` only if
+    none of them would replace what check_file refuses: all of them, or none. For outputs whose names
+    the writer decides (predict's <stem>_mask.png, feature maps). Yields the staging folder; its files
+    are moved to the same relative path under `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=folder))
+    try:
+        yield stage
+        moves = [(p, folder / p.relative_to(stage)) for p in sorted(stage.rglob("*")) if p.is_file()]
+        for _, target in moves:
+            check_file(target, option=option, overwrite=overwrite, inputs=inputs, hint=f"choose another {option} folder")
+        for p, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, target)
+        _fsync_dir(folder)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def config_inputs(cfg, label: str = "the config being read") -> list[tuple[Path, str]]:
+    """The files and folders a config reads: its own file, data.path, and data.root for the datasets
+    that read it (their description says so, as `dlsem datasets` shows it)."""
+    found: list[tuple[Path, str]] = []
+    if getattr(cfg, "source", None):
+        found.append((Path(cfg.source), label))
+    from .config import SCHEMA
+
+    try:
+        from .registry import DATASETS
+
+        doc = DATASETS.get(cfg["data.name"]).fn.__doc__ or ""
+    except Exception:  # not registered yet / unknown: the data step says so with its own error
+        doc = ""
+    # the schema marks its file and folder keys; data.root has a default every dataset gets, read by few
+    keys = [k for k, v in SCHEMA.items() if getattr(v, "path", False)] or ["data.path", "data.image_dir", "data.root"]
+    for key in keys:
+        if key != "out" and key in SCHEMA and cfg[key] and (key != "data.root" or "data.root" in doc):
+            what = "the data being read" if key.startswith("data.") else "a file the config reads"
+            found.append((Path(cfg[key]), f"{what} ({key})"))
+    return found
