@@ -361,7 +361,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     from . import strict_yaml
 
     if len(item) > MAX_SET_CHARS:
-        raise ConfigError(f"--set {_clip(item.split('=', 1)[0], 40)}=...: {len(item):,} characters; "
+        raise ConfigError(f"--set {_clip(item[:100].split('=', 1)[0], 40)}=...: {len(item):,} characters; "
                           f"a config value is at most {MAX_SET_CHARS:,}")
     if "=" not in item:
         raise ConfigError(f"--set expects dotted.key=value, got {short(item)}")

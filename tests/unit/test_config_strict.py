@@ -163,9 +163,10 @@ def test_huge_numbers_and_lists_are_refused(item, words):
 
 
 def test_huge_set_value_is_refused_quickly_in_a_short_line():
+    item = "model.name=" + "x" * 50_000_000
     t = time.perf_counter()
-    msg = error(resolve, sets=["model.name=" + "x" * 50_000_000])
-    assert time.perf_counter() - t < 1.0
+    msg = error(resolve, sets=[item])
+    assert time.perf_counter() - t < 0.5
     assert "50,000,011 characters" in msg and len(msg) < 200
 
 
