@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Iterator, Sequence
 
 from .errors import ConfigError
 
@@ -159,7 +159,7 @@ def _check_writable(path: Path, option: str) -> None:
         raise ConfigError(f"{option} {str(path)!r}: the folder {str(base)!r} is not writable (permission denied)")
 
 
-Inputs = Iterable[tuple[str | Path, str]]  # (path, what it is: "the config being read", ...)
+Inputs = Sequence[tuple[str | Path, str]]  # (path, what it is: "the config being read", ...)
 
 
 def _input_hit(path: Path, inputs: Inputs, dirs_too: bool = True) -> tuple[Path, str] | None:
