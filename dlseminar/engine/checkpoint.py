@@ -93,7 +93,7 @@ def load(path: str | Path) -> dict:
             warnings.simplefilter("ignore")
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except MemoryError:
-        raise
+        raise CheckpointError(f"{str(p)!r} ({p.stat().st_size / 1e9:.1f} GB) does not fit in this machine's memory") from None
     except Exception as e:  # any parse failure means "not a checkpoint we can trust"
         raise CheckpointError(f"{str(p)!r} {load_failed(e)}") from None
     check_contents(obj, str(p))

@@ -17,7 +17,7 @@ TORCH_LEGACY = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
 ZIP = (b"PK\x03\x04", b"PK\x05\x06")
 MAGIC = [  # (leading bytes, what the file is)
     (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-    (b"BM", "a BMP image"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model?)"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model?)"),
     (b"\x93NUMPY", "a NumPy .npy array"), (b"\x1f\x8b", "a gzip-compressed file"), (b"%PDF", "a PDF document"),
     (b"\x7fELF", "a program (ELF executable)"),
 ]
@@ -38,11 +38,13 @@ def not_torch(path: Path) -> str | None:
         if head.startswith(TORCH_LEGACY):
             return None
         return "is a Python pickle, not a PyTorch checkpoint; dlseminar never loads pickles (they can run code)"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "is a WebP image, not a checkpoint"
-    for magic, what in MAGIC:
+    extra = [(b"RIFF", "a WebP image")] if head[8:12] == b"WEBP" else []
+    extra += [(b"BM", "a BMP image")] if head[6:10] == bytes(4) else []  # two letters alone could start a text
+    for magic, what in [*MAGIC, *extra]:
         if head.startswith(magic):
-            return f"is {what}, not a checkpoint"
+            # a picture where the checkpoint belongs: most often `dlsem predict` with its arguments swapped
+            order = " (the checkpoint comes first: dlsem predict CKPT IMAGE...)" if what.endswith(" image") else ""
+            return f"is {what}, not a checkpoint{order}"
     if len(head) >= 10 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < path.stat().st_size:
         return "is a safetensors file, not a dlseminar checkpoint (it holds weights only, without the run's config)"
     if len(head) >= 3 and head[0] == 0x08 and 0 < head[1] < 0x20 and head[2] in ONNX_TAGS:
