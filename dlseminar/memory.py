@@ -1,22 +1,25 @@
 """What a run will need, estimated before it is spent: refuse what cannot fit, say what will be slow.
 
-Two checks, each a few milliseconds for a small run:
+Checks, each a few milliseconds for a small run, each before what it guards is allocated:
 
 - check_dataset(cfg), before a generated dataset (one with data.n_samples) is made: a probe of
-  10 samples, scaled to data.n_samples (and to data.image_size), times the copies generating
-  and splitting make, against the free RAM.
-- check_step(cfg, setup), before the first training step: the gradients, the optimizer's
-  state per weight (counted on a one-weight copy of the configured optimizer: no list of
-  optimizer names here), and the activations autograd keeps for backward, counted on a
-  forward pass of the real batch size on the meta device (shapes only: nothing is allocated
-  or computed). On a GPU the dataset, which the loaders move there whole, counts too. Against
-  the free memory of the device (/proc/meminfo MemAvailable within the cgroup's limit, or
-  torch.cuda.mem_get_info). The same pass counts the multiply-adds of the convolutions and
-  linear layers: a step estimated to take more than SLOW_STEP_S gets a note.
+  10 samples, scaled to data.n_samples (and by area to data.image_size), times the copies that
+  generating and splitting make, against the free RAM;
+- check_bytes(...), for a reader that knows its decoded size up front (folder);
+- check_model(...), before the model is built: its weights, counted on a copy built on the meta
+  device (shapes only);
+- check_step(cfg, setup), before the first training step: the gradients, the optimizer's state
+  per weight (counted by trying the configured optimizer on 1,000 weights: no list of optimizer
+  names here), and the activations autograd keeps for backward, counted on a forward pass of the
+  real batch size on the meta device (nothing allocated or computed). On a GPU the dataset, which
+  the loaders move there whole, counts too. The same pass counts the multiply-adds of the
+  convolutions and linear layers: a step that would take more than SLOW_STEP_S even at a good
+  rate gets a note.
 
-A step that cannot fit stops with one ConfigError line holding the estimate; a model whose
-forward does not run on the meta device (a detector's image lists) is checked without its
-activations.
+Free memory: /proc/meminfo MemAvailable within the cgroup's limit, or torch.cuda.mem_get_info.
+What cannot fit stops with one ConfigError line holding the estimate. A model whose forward does
+not run on the meta device (a detector's lists of images) is checked without its activations.
+Measured against real steps by benchmarks/memory_estimate.py (within about 20% where it matters).
 """
 from __future__ import annotations
 
@@ -34,8 +37,8 @@ DATA_COPIES = 2.5  # generating and splitting hold the data this many times over
 BACKWARD_WORKSPACE = 2  # backward holds about this many of the largest activation besides the saved ones
 HALF_ACTIVATIONS = 0.6  # bf16/fp16 autocast: activations shrink to about this share (norms stay float32)
 SLOW_STEP_S = 10.0  # a step estimated longer than this gets a note
-# FLOP/s a training step reaches at best (measured: a 2-core CPU 15-50 GFLOP/s on resnet18/vgg11; the CPU's
-# figure is per thread): optimistic on purpose, so that the slow-step note is never a false alarm
+# FLOP/s a training step reaches at best (measured: 10-20 GFLOP/s for resnet18 steps on a busy 2-core CPU;
+# the CPU's figure is per thread): optimistic on purpose, so that the slow-step note is never a false alarm
 FLOP_RATE = {"cpu": 25e9, "cuda": 30e12, "mps": 3e12}
 
 

@@ -83,6 +83,10 @@ def decision_boundary(path: Path, model, task, data, device, steps: int = 200) -
     k = probs.shape[1]
     fig, ax = plt.subplots(figsize=(5.5, 5))
     cmap = plt.get_cmap("coolwarm" if k == 2 else "tab10")
+    if k > 10:  # class c gets tab10's colour c % 10 (else groups of k/10 neighbouring classes would share one)
+        from matplotlib.colors import ListedColormap
+
+        cmap = ListedColormap([cmap(c % 10) for c in range(k)])
     if k == 2:
         cs = ax.contourf(xx, yy, probs[:, 1].reshape(xx.shape), levels=20, cmap=cmap, alpha=0.6, vmin=0, vmax=1)
         ax.contour(xx, yy, probs[:, 1].reshape(xx.shape), levels=[0.5], colors="k", linewidths=1.5)
@@ -98,7 +102,7 @@ def decision_boundary(path: Path, model, task, data, device, steps: int = 200) -
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("decision boundary")
+    ax.set_title("decision boundary" if k <= 10 else f"decision boundary ({k} classes: colours repeat every 10)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -208,7 +208,7 @@ def test_bad_image_is_one_line_naming_the_file(dlsem, tmp_path, classifier, kind
         f, args = seg_tree(tmp_path, kind), SEG
     else:
         f, args = make(kind, tmp_path, kind), ("predict", str(classifier), f"{kind}{MAKERS[kind][0]}", "--json")
-    r = quiet(dlsem, tmp_path, *args, words=(f.name, *BAD[kind]))
+    quiet(dlsem, tmp_path, *args, words=(f.name, *BAD[kind]))
     assert not (tmp_path / "run").exists()  # refused before a run directory exists
 
 
