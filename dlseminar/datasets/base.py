@@ -140,8 +140,8 @@ def split_table(table: Table, name: str, task: str, val_split: float, test_split
 
     given = stats is not None
     stats = dict(stats or {})
-    schema = stats.get("table") if given else None
-    if schema and table.source is not None:
+    schema = stats.get("table") if given and table.source is not None else None  # names: files only
+    if schema:
         table = select_columns(table, schema["columns"], name)
     y, kind, class_names = target(table, name, task, schema)
     if table.note and not schema:

@@ -152,9 +152,12 @@ def _row_ok(t, i, row, cols, text_cols, tcol, text_target, semi) -> bool:
         if cell == "":
             t.bad(line, f", column {header[c]!r}: {what} is empty")
             return False
-        if c in text_cols or (c == tcol and text_target):
-            continue
         v = number(cell, semi)
+        if c in text_cols or (c == tcol and text_target):
+            if v is not None and not math.isfinite(v):  # nan/inf among words: a missing value, not a category
+                t.bad(line, f", column {header[c]!r}: {cell!r} marks a missing value")
+                return False
+            continue
         if v is None:
             need = " (needed for regression)" if c == tcol else ""
             t.bad(line, f", column {header[c]!r}: {cell!r} is not a number{need}")

@@ -64,10 +64,11 @@ class Regression(Task):
             if mean and std else None
         self._on: dict = {}
 
-    def _scale(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._on:
-            self._on[device] = tuple(t.to(device) for t in self.target_scale)
-        return self._on[device]
+    def _scale(self, device, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (device, dtype)
+        if key not in self._on:
+            self._on[key] = tuple(t.to(device, dtype) for t in self.target_scale)
+        return self._on[key]
 
     def outputs_for(self, wants: str) -> int:
         return 1  # one target column (y is stored as (N, 1))
@@ -76,8 +77,8 @@ class Regression(Task):
         """The loss compares the model's output with the standardised target."""
         if self.target_scale is None:
             return out, y
-        mean, std = self._scale(y.device)
-        return out, ((y.double() - mean) / std).to(y.dtype)
+        mean, std = self._scale(y.device, y.dtype)  # the targets' float32: no float64 in the training step
+        return out, (y - mean) / std
 
     def decode(self, out: torch.Tensor) -> torch.Tensor:
         """Model outputs -> predictions in the data's units (float64 when the target is standardised)."""

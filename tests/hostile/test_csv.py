@@ -149,6 +149,8 @@ REFUSED = [
     ("minus-inf-feature", table(bad={0: {1: "-inf"}}), (), ["line 2, column 'b'", "'-inf'"]),
     ("empty-numeric-feature", table(bad={5: {0: " "}}), (), ["line 7, column 'a': the cell is empty"]),
     ("empty-text-feature", table(text=True, bad={5: {1: ""}}), (), ["line 7, column 'b': the cell is empty"]),
+    ("nan-among-text-labels", table(target="text", bad={4: {2: "NaN"}}), (), ["line 6, column 'y': 'NaN' marks a missing value"]),
+    ("inf-among-text-feature", table(text=True, bad={8: {1: "inf"}}), (), ["line 10, column 'b': 'inf' marks a missing"]),
     ("word-among-numbers", table(bad={10: {0: "oops"}}), (), ["line 12, column 'a': 'oops' is not a number"]),
     ("too-many-cells", table().replace("\n", "\n1,2,3,4\n", 2).replace("\n1,2,3,4\n", "\n", 1), (),
      ["has 4 cells, the header has 3"]),
