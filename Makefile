@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-LESSONS := xor_perceptron xor_mlp linear_perceptron plane_regression digits_mlp moons_mlp_dropout moons_overfit
+LESSONS := xor_perceptron xor_mlp linear_perceptron plane_regression diabetes_linear digits_mlp moons_mlp_dropout moons_overfit
 
 .PHONY: install demo test bench lessons sweeps zoo clean $(LESSONS)
 
