@@ -136,8 +136,11 @@ BLACK, WHITE, POINTS = 240, 241, 242
 
 
 def _palette(k: int) -> list[int]:
-    import matplotlib
     import numpy as np
+
+    from .plots import matplotlib_agg
+
+    matplotlib = matplotlib_agg()
 
     if k == 2:
         shades = np.asarray(matplotlib.colormaps["coolwarm"](np.linspace(0, 1, LEVELS)))[:, :3] * 255

@@ -243,6 +243,31 @@ def models(
     console().print(t)
 
 
+def _layers(name: str, shape, classes: int, sets):
+    """The model and its layer table, traced on the meta device (shapes only: a 3x20000x20000 --input or
+    a model of billions of weights costs no memory); a model whose forward needs real tensors (a
+    detector's) is built for real, once its input is known to fit in RAM."""
+    import math
+
+    import torch
+
+    from . import memory
+    from .errors import UserError
+    from .models.summary import layer_table
+
+    try:
+        with torch.device("meta"):
+            model = _build(name, shape, classes, sets)
+            return model, layer_table(model, shape)
+    except UserError:
+        raise
+    except Exception:  # e.g. torch.nonzero has no meta kernel
+        pass
+    memory.check_bytes(4 * math.prod(shape), f"an input of {'x'.join(map(str, shape))}", "use a smaller --input")
+    model = _build(name, shape, classes, sets)
+    return model, layer_table(model, shape)
+
+
 @models_app.command("show", cls=Command)
 def models_show(
     name: str = typer.Argument(..., help="Model name."),
@@ -253,15 +278,14 @@ def models_show(
     """Layer table of one model: layer, output shape, parameters."""
     from rich.table import Table
 
-    from .models.summary import layer_table
     from .registry import MODELS, load_all
     from .streams import console
 
     load_all()
     shape = _shape(input_)
-    model = _build(name, shape, classes, set_)
+    model, rows = _layers(name, shape, classes, set_)
     t = Table("layer", "type", "output shape", "params", title=f"{name} @ {input_}")
-    for layer, kind, out_shape, params in layer_table(model, shape):
+    for layer, kind, out_shape, params in rows:
         t.add_row(layer, kind, "x".join(map(str, out_shape)), f"{params:,}")
     total = sum(p.numel() for p in model.parameters())
     c = console()
@@ -446,6 +470,7 @@ def main() -> None:
     from . import runlock, streams
 
     args = sys.argv[1:] or ["--help"]
+    streams.drop_bad_widths()  # COLUMNS=0 would blank every table and the help
     runlock.COMMAND = " ".join(["dlsem", *map(shlex.quote, args)])  # what a refused second process is told
 
     def terminate(signum, frame):  # outside a training loop (which handles it itself): leave like Ctrl-C
@@ -477,7 +502,8 @@ def _run(args: list[str]) -> None:
         _fail(f"{e.format_message()} (see dlsem {e.ctx.info_name if e.ctx else ''} --help)".replace("dlsem dlsem", "dlsem"))
     except clickx.UsageError as e:
         _fail(e.format_message().replace("\n", " "))
-    except typer.Abort:
+    except typer.Abort:  # a KeyboardInterrupt inside a command (a second Ctrl-C), as click reports it
+        print("interrupted", file=sys.stderr)
         sys.exit(130)
     except UserError as e:
         _fail(str(e))
@@ -509,9 +535,9 @@ def _fail(msg: str) -> None:
 
 def _talks() -> bool:
     """Under torchrun every process runs the same command and meets the same mistakes: rank 0 says it."""
-    import os
+    from .console import talks
 
-    return os.environ.get("RANK", "0") == "0"
+    return talks()
 
 
 if __name__ == "__main__":

@@ -154,8 +154,12 @@ def find(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: int = 200) 
     from . import run
     from .engine.optim import build_optimizer
 
+    if not (math.isfinite(start) and math.isfinite(end)):  # an lr of inf would be "suggested"
+        raise ConfigError(f"--start and --end must be finite numbers (got {start:g} and {end:g})")
     if not 0 < start < end:
         raise ConfigError(f"--start must be > 0 and below --end (got {start:g} and {end:g})")
+    if not math.isfinite(end / start):  # the schedule's growth factor would overflow to an lr of inf
+        raise ConfigError(f"--start {start:g} is too small for --end {end:g}: their ratio overflows")
     if steps < 10:
         raise ConfigError(f"--steps must be at least 10 (got {steps})")
     setup = run.build(cfg)
@@ -176,8 +180,9 @@ def output_dir(cfg: Config, out: str | None, overwrite: bool = False) -> Path:
     else:
         base = Path("runs") / f"{cfg['name']}-lr-find"
         d, n = base, 2
-        while d.exists() and any(d.iterdir()):
+        while d.exists() and (not d.is_dir() or any(d.iterdir())):
             d, n = base.with_name(f"{base.name}-{n}"), n + 1
+        io.check_dir(d)  # `runs` a file, or a folder this user cannot write: refused before the test runs
     return d
 
 

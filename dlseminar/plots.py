@@ -6,10 +6,27 @@ from pathlib import Path
 import torch
 
 
-def _plt():
+def matplotlib_agg():
+    """matplotlib, drawing into files (Agg) whatever the environment says. MPLBACKEND is read by
+    `import matplotlib` itself, which raises on an unknown name: it is hidden from that first import."""
+    import os
+    import sys
+
+    if "matplotlib" not in sys.modules:
+        backend = os.environ.pop("MPLBACKEND", None)
+        try:
+            import matplotlib  # noqa: F401
+        finally:
+            if backend is not None:
+                os.environ["MPLBACKEND"] = backend  # child processes see the user's environment unchanged
     import matplotlib
 
     matplotlib.use("Agg")
+    return matplotlib
+
+
+def _plt():
+    matplotlib_agg()
     import matplotlib.pyplot as plt
 
     return plt

@@ -174,8 +174,9 @@ def new_run_dir(cfg: Config, overwrite: bool) -> Path:
     else:
         base = Path("runs") / cfg["name"]
         d, n = base, 2
-        while d.exists() and any(d.iterdir()):
+        while d.exists() and (not d.is_dir() or any(d.iterdir())):
             d, n = base.with_name(f"{base.name}-{n}"), n + 1
+        d = io.check_run_dir(d, False, io.config_inputs(cfg))  # `runs` a file: say which, as for --out
     try:
         (d / "plots").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -391,13 +392,15 @@ def resume_config(saved: dict, sets, named) -> Config:
 def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: dict) -> list[str]:
     from . import plots
 
-    folder = run_dir / "plots"
-    plots.curves(folder / "curves.png", history, summary)
-    written = ["curves.png"]
-    written += setup.task.plots(folder, setup.model, setup.data, setup.device)
-    if summary.get("health"):
-        plots.health(folder / "health.png", summary["health"], summary)
-        written.append("health.png")
+    # drawn in a staging folder, moved into plots/ once all are whole: a full disk or an interrupt
+    # leaves plots/ as it was, with no half-written PNG and no temp
+    with io.staged(run_dir / "plots", overwrite=True) as folder:
+        plots.curves(folder / "curves.png", history, summary)
+        written = ["curves.png"]
+        written += setup.task.plots(folder, setup.model, setup.data, setup.device)
+        if summary.get("health"):
+            plots.health(folder / "health.png", summary["health"], summary)
+            written.append("health.png")
     return [f"plots/{w}" for w in written]
 
 
@@ -482,7 +485,8 @@ def _weights_mismatch(model: torch.nn.Module, weights: dict) -> str | None:
     parts = []
     if differ:
         k = differ[0]
-        more = f" (and {len(differ) - 1} more layer{'s' if len(differ) > 2 else ''} differ)" if len(differ) > 1 else ""
+        n = len(differ) - 1
+        more = f" (and {n} more layer{'s differ' if n > 1 else ' differs'})" if n else ""
         parts.append(f"layer {k!r} is {shape(weights[k])} in the checkpoint but {shape(have[k])} in the model{more}")
     if missing:
         parts.append(f"missing from the checkpoint: {few(missing)}")

@@ -40,11 +40,6 @@ class InUse(UserError):
     """Another process writes the directory."""
 
 
-def user_files(folder: Path) -> list[Path]:
-    """The entries of `folder` that are the user's or a run's, not the lock file."""
-    return [p for p in Path(folder).iterdir() if p.name != LOCK_NAME]
-
-
 def _command() -> str:
     text = COMMAND or " ".join(shlex.quote(a) for a in sys.argv)
     return text if len(text) <= 120 else text[:117] + "..."

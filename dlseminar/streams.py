@@ -8,6 +8,7 @@
   on quietly to its end: no traceback, no "Exception ignored ... BrokenPipeError" at exit.
 - An encoding that cannot show a character (PYTHONIOENCODING=ascii, a run named 'müll'): the
   character is replaced, never a UnicodeEncodeError.
+- COLUMNS or TERMINAL_WIDTH that is not a positive number (0, abc) is ignored (drop_bad_widths).
 - Into a file or a pipe, rich output never wraps at COLUMNS (or 80): console() gives it no width
   limit there, so one epoch, one summary line or one table row stays one line of the log.
 """
@@ -104,6 +105,18 @@ def guarded():
             sys.stdout = old[0] if old[0] is not None else out
         if sys.stderr is err:
             sys.stderr = old[1] if old[1] is not None else err
+
+
+WIDTH_VARIABLES = ("COLUMNS", "TERMINAL_WIDTH")  # rich reads the first, typer's help the second
+
+
+def drop_bad_widths() -> None:
+    """Forget a terminal width that is not a positive whole number: COLUMNS=0 makes rich print nothing at
+    all (not even --help), TERMINAL_WIDTH=abc makes typer's help raise. The terminal's own width applies."""
+    for var in WIDTH_VARIABLES:
+        value = os.environ.get(var)
+        if value is not None and not (value.isdigit() and int(value) > 0):
+            del os.environ[var]
 
 
 def is_terminal(stream=None) -> bool:

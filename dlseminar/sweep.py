@@ -35,6 +35,9 @@ from .config import Config, check_known, resolve, same_setting
 from .errors import ConfigError, Interrupted, UserError
 
 
+MAX_MEMBERS = 1000  # grid points in one sweep
+
+
 @dataclass
 class Member:
     name: str  # its directory name: key=value,key=value
@@ -82,6 +85,11 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
         if len(set(values)) < len(values):
             raise ConfigError(f"--grid {item!r} repeats a value")
         grid.append((key, values))
+    size = math.prod(len(v) for _, v in grid)
+    if size > MAX_MEMBERS:  # a typo'd range would otherwise start hours of runs and thousands of folders
+        sizes = " x ".join(str(len(v)) for _, v in grid)
+        raise ConfigError(f"--grid makes {size:,} members ({sizes}); a sweep runs at most {MAX_MEMBERS:,}: "
+                          f"narrow the grid or split it into several sweeps")
     return grid
 
 
@@ -125,12 +133,13 @@ def choose_dir(out: str | None, name: str, signature: dict, overwrite: bool = Fa
         return io.check_dir(d, overwrite=overwrite, own=(d / "sweep.json").is_file(), inputs=inputs, what="a sweep")
     base = Path("runs") / f"{name}-sweep"
     d, n = base, 2
-    while d.exists() and any(d.iterdir()):
+    while d.exists() and (not d.is_dir() or any(d.iterdir())):
         old = read_json(d / "sweep.json")
         if old and {k: old.get(k) for k in signature} == signature:
             break
         d, n = base.with_name(f"{base.name}-{n}"), n + 1
-    return d
+    # `runs` a file, or a folder this user cannot write: one line now, not an OSError after the plan
+    return io.check_dir(d, own=(d / "sweep.json").is_file(), inputs=inputs, what="a sweep")
 
 
 def _check_same_config(m: Member) -> None:

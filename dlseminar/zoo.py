@@ -269,9 +269,9 @@ def footnote(described: dict) -> str:
 def plot(path: Path, rows: list[dict], described: dict) -> None:
     """Best val accuracy against forward FLOPs (log axis; marker area by parameters, each point labelled),
     and the seconds per epoch of every member as bars, in rank order."""
-    import matplotlib
+    from .plots import matplotlib_agg
 
-    matplotlib.use("Agg")
+    matplotlib_agg()
     import matplotlib.pyplot as plt
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})

@@ -77,8 +77,10 @@ class MetricsCSV:
             from ..io import atomic_open
 
             self.columns = list(history[0])
-            with atomic_open(self.path, "wb") as f:
-                f.write(self._encode(history, header=True))
+            data = self._encode(history, header=True)
+            if not (self.path.is_file() and self.path.read_bytes() == data):  # usually it is: nothing to write
+                with atomic_open(self.path, "wb") as f:
+                    f.write(data)
             self.f = open(self.path, "ab", buffering=0)
 
     def write(self, row: dict) -> None:

@@ -61,9 +61,14 @@ def _write_failed(path: Path, e: BaseException) -> str:
 
 
 def remove_stale_temps(folder: str | Path) -> None:
-    """Delete temp files left by a write that was killed half-way."""
-    for p in Path(folder).glob(TMP_PREFIX + "*"):
-        p.unlink(missing_ok=True)
+    """Delete what writes killed half-way left in a run directory: temp files, and the staging folders of
+    its plots. Only while holding the directory's lock (runlock): another process's write in progress
+    is not stale."""
+    from ..runlock import remove_temps
+
+    remove_temps(folder)
+    if (Path(folder) / "plots").is_dir():
+        remove_temps(Path(folder) / "plots")
 
 
 def load(path: str | Path) -> dict:

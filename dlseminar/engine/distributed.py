@@ -46,8 +46,10 @@ def world_size() -> int:
 
 
 def is_main() -> bool:
-    """Rank 0, or the only process: the one that talks and writes."""
-    return os.environ.get("RANK", "0") == "0"
+    """Rank 0, or the only process: the one that talks and writes (a RANK without torchrun's WORLD_SIZE: the only one)."""
+    from ..console import talks
+
+    return talks()
 
 
 def local_device(device: torch.device) -> torch.device:
@@ -68,6 +70,10 @@ def init(device: torch.device) -> Dist | None:
         return None
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"multi-process training runs on CPUs (gloo) or CUDA GPUs (NCCL), not on {device.type}")
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing:  # a WORLD_SIZE left in the shell, not torchrun (which sets all of them)
+        raise ConfigError(f"WORLD_SIZE={world} is set but {' and '.join(missing)} not: start several processes with "
+                          f"`dlsem train --devices N` (or torchrun), or unset WORLD_SIZE and RANK")
     import torch.distributed as dist
 
     if not dist.is_initialized():

@@ -8,6 +8,8 @@ no file is closed, nothing is flushed by Python):
   eval     in the K-th validation batch
   write    half-way through writing the K-th checkpoint file (a temp file is left behind)
   replace  just after the K-th checkpoint file was renamed into place
+  any      at the K-th of all the events above and of the metrics.csv commits (just after one),
+           so that a random K lands anywhere in the run
 """
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ def main() -> None:
     from dlseminar.engine import checkpoint as ckpt
     from dlseminar.tasks.base import Task
 
-    if where == "step":
+    if where == "any":
+        _count_everything(hit)
+    elif where == "step":
         orig_step = Task.training_step
 
         def training_step(self, model, batch):
@@ -77,6 +81,32 @@ def main() -> None:
 
     sys.argv = ["dlsem", *sys.argv[2:]]
     dlsem()
+
+
+def _count_everything(hit) -> None:
+    """hit() at every training step, validation batch, checkpoint write and rename, and metrics commit."""
+    from dlseminar.engine import checkpoint as ckpt
+    from dlseminar.engine.callbacks import MetricsCSV
+    from dlseminar.tasks.base import Task
+
+    def before(fn):
+        def wrapped(*a, **kw):
+            hit()
+            return fn(*a, **kw)
+        return wrapped
+
+    def after(fn):
+        def wrapped(*a, **kw):
+            out = fn(*a, **kw)
+            hit()
+            return out
+        return wrapped
+
+    Task.training_step = before(Task.training_step)
+    Task.eval_step = before(Task.eval_step)
+    ckpt.torch.save = before(ckpt.torch.save)
+    ckpt.os.replace = after(ckpt.os.replace)
+    MetricsCSV.commit = after(MetricsCSV.commit)
 
 
 if __name__ == "__main__":
