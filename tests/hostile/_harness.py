@@ -61,3 +61,15 @@ def hostile(dlsem, root: Path, *args, rc: int = 2, words=(), may_change=(), real
     left = temps(root)
     assert not left, f"temporary files left: {left}\n{r}"
     return r
+
+
+def tiny_run(out: Path, kind: str = "xor") -> Path:
+    """Train a run directory the hostile cases can read, copy or damage, in about a second:
+    'xor' a two-feature MLP (2 epochs), 'img' a small CNN on 16x16 shapes (1 epoch); no plots."""
+    from dlseminar import run
+    from dlseminar.config import resolve
+
+    data = {"xor": ["data.name=xor", "data.n_samples=200", "train.epochs=2"],
+            "img": ["data.name=shapes", "model.name=cnn", "data.n_samples=60", "data.image_size=16", "train.epochs=1"]}
+    run.train(resolve(sets=[*data[kind], "logging.plots=false", f"out={out}"]))
+    return Path(out)

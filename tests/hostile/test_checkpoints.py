@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _harness import error_lines, hostile
+from _harness import error_lines, hostile, tiny_run
 from PIL import Image
 
 MAX_CHARS = 300  # one line a beginner reads, not a paragraph
@@ -31,15 +31,8 @@ MAX_CHARS = 300  # one line a beginner reads, not a paragraph
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
     """{'xor': run dir, 'img': run dir}: trained once, copied or read by every case."""
-    from dlseminar import run
-    from dlseminar.config import resolve
-
     d = tmp_path_factory.mktemp("ckpt-src")
-    run.train(resolve(sets=["data.name=xor", "data.n_samples=200", "train.epochs=2", "logging.plots=false",
-                            f"out={d / 'xor'}"]))
-    run.train(resolve(sets=["data.name=shapes", "model.name=cnn", "data.n_samples=60", "data.image_size=16",
-                            "train.epochs=1", "logging.plots=false", f"out={d / 'img'}"]))
-    return {"xor": d / "xor", "img": d / "img"}
+    return {"xor": tiny_run(d / "xor", "xor"), "img": tiny_run(d / "img", "img")}
 
 
 def _ckpt(src) -> dict:

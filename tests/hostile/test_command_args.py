@@ -18,7 +18,7 @@ import shutil
 
 import numpy as np
 import pytest
-from _harness import hostile
+from _harness import hostile, tiny_run
 from PIL import Image
 
 RECIPE = "data:\n  name: xor\n  n_samples: 100\ntrain:\n  epochs: 1\nlogging:\n  plots: false\n"
@@ -28,14 +28,9 @@ LR = ("lr-find", "c.yaml")
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    from dlseminar import run
-    from dlseminar.config import resolve
-
     d = tmp_path_factory.mktemp("args-src")
-    run.train(resolve(sets=["data.name=xor", "data.n_samples=200", "train.epochs=2", "logging.plots=false",
-                            f"out={d / 'run'}"]))
-    run.train(resolve(sets=["data.name=shapes", "model.name=cnn", "data.n_samples=60", "data.image_size=16",
-                            "train.epochs=1", "logging.plots=false", f"out={d / 'img'}"]))
+    tiny_run(d / "run", "xor")
+    tiny_run(d / "img", "img")
     (d / "c.yaml").write_text(RECIPE)
     (d / "notes.txt").write_text("the user's own notes\n")
     (d / "empty").mkdir()
