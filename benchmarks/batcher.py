@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from dlseminar.config import resolve  # noqa: E402
 from dlseminar.datasets import TensorLoader, build_data  # noqa: E402
-from dlseminar import registry  # noqa: E402
+from dlseminar import catalog  # noqa: E402
 from _common import run  # noqa: E402  (benchmarks/ is on sys.path)
 
 TARGET = 5.0
@@ -95,7 +95,7 @@ def compare(name: str, X: torch.Tensor, y: torch.Tensor, transform, args) -> flo
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    registry.load_all()
+    catalog.load_all()
     load0 = os.getloadavg()[0]
     print(f"batcher: torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds of >= {args.seconds}s each")
     ratios = []

@@ -1,12 +1,12 @@
-"""plots/decision_boundary.gif: a 2-D classifier's decision boundary, epoch by epoch.
+"""A 2-D classifier's decision boundary: the still of the final weights (plots/decision_boundary.png,
+drawn by the classification task's plots) and the animation epoch by epoch (plots/decision_boundary.gif).
 
 The perceptron's line settling and the MLP bending around XOR are the lessons' pictures; a
-still of the last epoch (plots/decision_boundary.png) hides how training got there. Every
-recorded epoch, the model predicts a fixed grid over the input plane (the same extent as the
-still): every epoch up to the 20th, then about 60 frames spread over the rest. Frames are kept
-as small uint8 grids (GRID x GRID: 10 kB), also in last.pt, so a resumed run's animation
-starts at epoch 1. The GIF is drawn at the end with Pillow directly:
-one matplotlib figure per frame would cost ~50 ms each, this costs ~1 ms.
+still of the last epoch hides how training got there. Every recorded epoch, the model predicts
+a fixed grid over the input plane (the same extent as the still): every epoch up to the 20th,
+then about 60 frames spread over the rest. Frames are kept as small uint8 grids (GRID x GRID:
+10 kB), also in last.pt, so a resumed run's animation starts at epoch 1. The GIF is drawn at the
+end with Pillow directly: one matplotlib figure per frame would cost ~50 ms each, this costs ~1 ms.
 
 Binary problems show P(class 1) on a blue-red scale with the 0.5 contour in black; more
 classes show the predicted class, paler where the model is less sure.
@@ -19,11 +19,65 @@ from pathlib import Path
 import torch
 
 from .observers import OBSERVERS, Observer
+from .viz.figure import matplotlib_agg, pyplot, save
 
 GRID = 100  # predictions per axis
 EVERY_EPOCH, LATER = 20, 60  # the first 20 epochs (where most of the motion is), then about 60 more frames
 SIZE = 300  # pixels of the square plot area: 3 per grid point
 MS_FRAME, MS_LAST = 120, 2000  # the final frame (the restored best weights) is held longer
+
+
+def plane(data, steps: int):
+    """The 2-D input plane around the data: (points per split in original units, xx, yy, grid).
+
+    xx, yy: (steps, steps) coordinates in original units, y along rows; grid: (steps*steps, 2) the
+    same points normalised as the model sees them (float32)."""
+    mean, std = data.stats.get("mean"), data.stats.get("std")
+    raw = {s: (X.double() * std + mean if mean is not None else X.double(), y) for s, (X, y) in data.splits.items()}
+    allx = torch.cat([X for X, _ in raw.values()])
+    lo, hi = allx.min(0).values, allx.max(0).values
+    pad = (hi - lo) * 0.1 + 1e-6
+    gx = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), steps, dtype=torch.float64)
+    gy = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), steps, dtype=torch.float64)
+    xx, yy = torch.meshgrid(gx, gy, indexing="xy")
+    grid = torch.stack([xx.flatten(), yy.flatten()], 1)
+    if mean is not None:
+        grid = (grid - mean) / std
+    return raw, xx, yy, grid.float()
+
+
+def decision_boundary(path: Path, model, task, data, device, steps: int = 200) -> None:
+    """Predicted class over the 2-D input plane, with the train and test points, in original units."""
+    plt = pyplot()
+    raw, xx, yy, grid = plane(data, steps)
+    model.eval()
+    with torch.inference_mode():
+        probs = task.predict(model, grid.to(device)).cpu()
+    k = probs.shape[1]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    cmap = plt.get_cmap("coolwarm" if k == 2 else "tab10")
+    if k > 10:  # class c gets tab10's colour c % 10 (else groups of k/10 neighbouring classes would share one)
+        from matplotlib.colors import ListedColormap
+
+        cmap = ListedColormap([cmap(c % 10) for c in range(k)])
+    if k == 2:
+        cs = ax.contourf(xx, yy, probs[:, 1].reshape(xx.shape), levels=20, cmap=cmap, alpha=0.6, vmin=0, vmax=1)
+        ax.contour(xx, yy, probs[:, 1].reshape(xx.shape), levels=[0.5], colors="k", linewidths=1.5)
+        fig.colorbar(cs, ax=ax, label=f"P({data.info.class_names[1]})")
+    else:
+        ax.contourf(xx, yy, probs.argmax(1).reshape(xx.shape), levels=torch.arange(k + 1) - 0.5, cmap=cmap, alpha=0.4)
+    for split, marker in (("train", "o"), ("test", "x")):
+        if split in raw:
+            X, y = raw[split]
+            ax.scatter(X[:, 0], X[:, 1], c=y, cmap=cmap, vmin=0, vmax=max(k - 1, 1), marker=marker, s=14,
+                       edgecolors="k" if marker == "o" else None, linewidths=0.3, label=split)
+    names = data.info.feature_names or ["x1", "x2"]
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("decision boundary" if k <= 10 else f"decision boundary ({k} classes: colours repeat every 10)")
+    fig.tight_layout()
+    save(fig, path)
 
 
 @OBSERVERS.register("boundary")
@@ -40,8 +94,6 @@ class BoundaryFrames(Observer):
     name = "boundary"
 
     def __init__(self, setup, epochs: int):
-        from .plots import plane
-
         self.task, self.model, self.device = setup.task, setup.model, setup.device
         self.names = setup.data.info.class_names or []
         self.stride = max(1, math.ceil((epochs - EVERY_EPOCH) / LATER))
@@ -137,8 +189,6 @@ BLACK, WHITE, POINTS = 240, 241, 242
 
 def _palette(k: int) -> list[int]:
     import numpy as np
-
-    from .plots import matplotlib_agg
 
     matplotlib = matplotlib_agg()
 

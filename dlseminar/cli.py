@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from .cli_help import Command, Group, show_version
+from .summary import print_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=Group,
                   help="dlseminar: train and evaluate the deep-learning seminar's models from the terminal.")
@@ -23,6 +24,8 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
     """dlseminar: train and evaluate the deep-learning seminar's models from the terminal."""
 
 SET_HELP = "Set any config key: --set optim.lr=0.01 (repeatable); see `dlsem config show`."
+# The names come from the registries, which import torch: `dlsem config show` lists them, --help points there.
+NAMES_HELP = "`dlsem config show` lists the names"
 
 
 @app.command(cls=Command)
@@ -33,8 +36,8 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum number of epochs."),
     batch_size: Optional[str] = typer.Option(None, "--batch-size", help="1 (SGD), N (mini-batch) or full (batch GD)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd|momentum|nesterov|rmsprop|adam|adamw|adagrad."),
-    loss: Optional[str] = typer.Option(None, "--loss", help="ce|bce|mse|mae|huber|nll."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help=f"Optimizer (optim.name; {NAMES_HELP})."),
+    loss: Optional[str] = typer.Option(None, "--loss", help=f"Loss (loss.name; {NAMES_HELP})."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout probability."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Optimizer weight decay."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Early-stopping patience in epochs (0: off)."),
@@ -73,23 +76,7 @@ def train(
     run_dir, summary = run.train(cfg, resume=str(resume) if resume else None, overwrite=overwrite,
                                  sets=set_, named=named)
     if summary is not None:  # None on the ranks other than 0 of a multi-process run
-        _print_summary(run_dir, summary)
-
-
-def _print_summary(run_dir: Path, s: dict) -> None:
-    from rich.markup import escape
-
-    from .streams import console
-
-    c = console(highlight=False)
-    c.print(f"[bold]{s['stop_reason']}[/bold]; best epoch {s['best_epoch']} of {s['epochs_run']}"
-            + (" (best weights restored)" if s["restored_best"] else ""))
-    for part in ("best", "test"):
-        if s[part]:
-            c.print(f"{part:5s} " + "  ".join(f"{k} {v:.4f}" for k, v in s[part].items()))
-    if "weights" in s:
-        c.print(f"weights (original units): {s['weights']}")
-    c.print(f"run directory: {escape(str(run_dir))}  ({s['seconds']:.1f}s)")
+        print_summary(run_dir, summary)
 
 
 @app.command("eval", cls=Command)
@@ -202,9 +189,8 @@ def _shape(text: str) -> tuple[int, ...]:
 
 def _build(name: str, shape, classes: int, sets=()):
     from .config import resolve
+    from .catalog import load_all
     from .models import build_model
-    from .registry import load_all
-
     from .registry import MODELS
 
     load_all()
@@ -225,7 +211,8 @@ def models(
     from rich.markup import escape
     from rich.table import Table
 
-    from .registry import MODELS, load_all
+    from .catalog import load_all
+    from .registry import MODELS
     from .streams import console
 
     load_all()
@@ -278,7 +265,8 @@ def models_show(
     """Layer table of one model: layer, output shape, parameters."""
     from rich.table import Table
 
-    from .registry import MODELS, load_all
+    from .catalog import load_all
+    from .registry import MODELS
     from .streams import console
 
     load_all()
@@ -298,7 +286,8 @@ def models_show(
 @app.command(cls=Command)
 def datasets():
     """List the registered datasets."""
-    from .registry import DATASETS, load_all
+    from .catalog import load_all
+    from .registry import DATASETS
 
     load_all()
     _listing(DATASETS, "kind")
@@ -312,9 +301,11 @@ def config_show(
     """Print the resolved config: every key, its value and its meaning (valid YAML)."""
     import yaml
 
-    from .config import SCHEMA, resolve
+    from .catalog import choices
+    from .config import SCHEMA, docs, resolve
 
     cfg = resolve(config, set_)
+    meaning = docs(choices())  # with the registered names each *.name key takes
     section = None
     for key in SCHEMA:
         sec, _, sub = key.rpartition(".")
@@ -323,7 +314,7 @@ def config_show(
             section = sec
         value = yaml.safe_dump(cfg[key], default_flow_style=True).strip().removesuffix("...").strip()
         left = f"{'  ' if sec else ''}{sub}: {value}"
-        print(f"{left:<34} # {SCHEMA[key].doc}")
+        print(f"{left:<34} # {meaning[key]}")
 
 
 @app.command(cls=Command)

@@ -19,6 +19,7 @@ from . import io
 from .config import resolve
 from . import runfiles
 from .errors import ConfigError, UserError
+from .summary import RunSummary
 
 SKIP_KEYS = ("out", "name")  # differ between runs by construction (a sweep's members, a copy)
 
@@ -42,14 +43,7 @@ def last_error(log: Path) -> str:
     return (errors[-1].removeprefix("error:").strip() if errors else (lines[-1] if lines else ""))[:300]
 
 
-def _mode(monitor: str, cfg_mode: str | None = None) -> str:
-    """The Trainer's rule: the config's early_stop.mode, else min for losses and errors, max otherwise."""
-    if cfg_mode in ("min", "max"):
-        return cfg_mode
-    return "min" if monitor.endswith("loss") or monitor.split("/")[-1] in ("mse", "mae", "rmse") else "max"
-
-
-def read_history(run_dir: Path, summary: dict | None = None) -> list[dict]:
+def read_history(run_dir: Path, summary: RunSummary | None = None) -> list[dict]:
     """metrics.csv as a list of rows of floats (empty cells as NaN); a damaged file is a DataError."""
     header, rows = runfiles.read_metrics(run_dir, summary) or ([], [])
     return [{k: (int(v) if k == "epoch" else float(v) if v else math.nan) for k, v in zip(header, r)} for r in rows]
@@ -65,10 +59,10 @@ def run_row(run_dir: Path, record: dict | None = None) -> dict:
     row = {"run": run_dir.name, "dir": str(run_dir), "settings": record.get("settings", {}), "config": cfg,
            "error": record.get("error") or "", "monitor": None, "mode": "max"}
     if s is not None:
-        reason = s.get("stop_reason") or ""
-        row.update(status="diverged" if "diverged" in reason else "finished", monitor=s["monitor"],
+        reason = s.stop_reason or ""
+        row.update(status="diverged" if "diverged" in reason else "finished", monitor=s.monitor,
                    summary=s, stop_reason=reason)
-        row["mode"] = s.get("mode") or _mode(row["monitor"], (cfg.get("early_stop") or {}).get("mode"))
+        row["mode"] = s.direction((cfg.get("early_stop") or {}).get("mode"))
     else:
         rc = record.get("rc")
         if rc in (130, 143):
@@ -84,10 +78,10 @@ def run_row(run_dir: Path, record: dict | None = None) -> dict:
 
 
 def _score(row: dict, monitor: str | None) -> None:
-    s = row.get("summary") or {}
-    row["best"] = (s.get("best") or {}).get(monitor, math.nan) if monitor else math.nan
+    s = row.get("summary") or RunSummary()
+    row["best"] = s.best.get(monitor, math.nan) if monitor else math.nan
     metric = monitor.split("/", 1)[-1] if monitor else None
-    row["test"] = (s.get("test") or {}).get(f"test/{metric}", math.nan) if metric else math.nan
+    row["test"] = s.test.get(f"test/{metric}", math.nan) if metric else math.nan
 
 
 def collect(dirs: list[Path], record: dict | None = None) -> list[dict]:
@@ -108,7 +102,7 @@ def collect(dirs: list[Path], record: dict | None = None) -> list[dict]:
 
     def key(r):
         group = {"finished": 0, "diverged": 1}.get(r["status"], 2)
-        tie = ((r.get("summary") or {}).get("best") or {}).get("val/loss")
+        tie = (r.get("summary") or RunSummary()).best.get("val/loss")
         return group, finite(r["best"], -1.0 if mode == "max" else 1.0), finite(tie), r["run"]
 
     rows.sort(key=key)
@@ -132,34 +126,34 @@ def differing_keys(rows: list[dict], limit: int = 6) -> list[str]:
     keys = [k for k in SCHEMA if k not in SKIP_KEYS and len({json.dumps(c[k]) for c in known}) > 1][:limit]
     for i, r in enumerate(rows):
         if cfgs[i] is not None and not r["settings"]:
-            r["settings"] = {k: _text(cfgs[i][k]) for k in keys}
+            r["settings"] = {k: setting_text(cfgs[i][k]) for k in keys}
     return keys
 
 
-def _text(v) -> str:
+def setting_text(v) -> str:
+    """A config value as one short line of YAML, as the tables show settings."""
     return yaml.safe_dump(v, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
 
 
 def write_outputs(folder: Path, rows: list[dict], csv_name: str, keys: list[str]) -> None:
     """<folder>/<csv_name> and <folder>/plots/compare.png."""
-    from . import plots
+    from .viz.compare import compare as draw
 
     (folder / "plots").mkdir(parents=True, exist_ok=True)
-    tests = sorted({k for r in rows for k in ((r.get("summary") or {}).get("test") or {})})
+    tests = sorted({k for r in rows for k in (r.get("summary") or RunSummary()).test})
     header = ["rank", "run", "status", *keys, "monitor", "mode", "best", "best_epoch", "epochs_run", *tests,
               "seconds", "stop_reason", "error", "dir"]
     with io.atomic_open(folder / csv_name, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         for r in rows:
-            s = r.get("summary") or {}
+            s = r.get("summary") or RunSummary()
             w.writerow([r["rank"], r["run"], r["status"], *[r["settings"].get(k, "") for k in keys], r["monitor"] or "",
-                        r["mode"], _cell(r["best"]), s.get("best_epoch", ""), s.get("epochs_run", ""),
-                        *[_cell((s.get("test") or {}).get(k)) for k in tests], s.get("seconds", ""),
+                        r["mode"], _cell(r["best"]), s.best_epoch, s.epochs_run,
+                        *[_cell(s.test.get(k)) for k in tests], s.seconds,
                         r.get("stop_reason", ""), r["error"], r["dir"]])
-    with io.atomic_path(folder / "plots" / "compare.png") as tmp:
-        plots.compare(tmp, [{"label": r["run"], "history": r["history"], "status": r["status"]} for r in rows],
-                      rows[0]["monitor"] or "val/loss")
+    draw(folder / "plots" / "compare.png", [{"label": r["run"], "history": r["history"], "status": r["status"]}
+                                            for r in rows], rows[0]["monitor"] or "val/loss")
 
 
 def _cell(v):
@@ -179,17 +173,18 @@ def table(rows: list[dict], keys: list[str], title: str = "", names: bool = True
     t = Table("#", *(["run"] if names or not keys else []), "status", *keys, f"{monitor or 'monitor'} {arrow}",
               f"test/{metric}", "best epoch", "epochs", "seconds", "note", title=title or None)
     for r in rows:
-        s = r.get("summary") or {}
+        s = r.get("summary")
         note = r["error"] if r["status"] in ("failed", "interrupted") else (
             (r.get("stop_reason") or "").split(":")[0] if r["status"] == "diverged" else "")
-        t.add_row(str(r["rank"]), *([escape(r["run"])] if names or not keys else []), _status_markup(r["status"]),
+        t.add_row(str(r["rank"]), *([escape(r["run"])] if names or not keys else []), status_markup(r["status"]),
                   *[escape(r["settings"].get(k, "")) for k in keys], _num(r["best"]), _num(r["test"]),
-                  str(s.get("best_epoch", "")), str(s.get("epochs_run", "")),
-                  f"{s['seconds']:.3g}" if "seconds" in s else "", escape(note[:70]))
+                  *([str(s.best_epoch), str(s.epochs_run)] if s is not None else ["", ""]),
+                  f"{s.seconds:.3g}" if s is not None and s.seconds is not None else "", escape(note[:70]))
     return t
 
 
-def _status_markup(status: str) -> str:
+def status_markup(status: str) -> str:
+    """A run's status in rich markup: failures in red, anything unfinished in yellow."""
     return {"finished": "finished", "diverged": "[bold red]diverged[/]", "failed": "[bold red]failed[/]"}.get(
         status, f"[yellow]{status}[/]")
 
@@ -242,7 +237,7 @@ def compare(paths: list[Path], out: str | None = None, overwrite: bool = False) 
     if out is None and sweep_dir is not None:
         folder, name = sweep_dir, "sweep.csv"
     else:
-        folder, name = (Path(out) if out else _numbered(Path("runs") / "compare")), "compare.csv"
+        folder, name = (Path(out) if out else io.numbered_dir(Path("runs") / "compare")), "compare.csv"
         own = (folder / "compare.csv").is_file() or (sweep_dir is not None and io.same_path(folder, sweep_dir))
         io.check_dir(folder, overwrite=overwrite, own=own, what="a comparison",
                      inputs=[(d, "a run directory being compared") for d in dirs])
@@ -250,10 +245,3 @@ def compare(paths: list[Path], out: str | None = None, overwrite: bool = False) 
     keys = [k for k, _ in record["grid"]] if record else differing_keys(rows)
     write_outputs(folder, rows, name, keys)
     return folder, rows, keys, name
-
-
-def _numbered(base: Path) -> Path:
-    d, n = base, 2
-    while d.exists() and any(d.iterdir()):
-        d, n = base.with_name(f"{base.name}-{n}"), n + 1
-    return d

@@ -3,7 +3,8 @@
 Every key lives in SCHEMA with its default, type and one-line meaning (what
 `dlsem config show` prints). Unknown keys, wrong types and out-of-range values raise
 ConfigError (exit 2) with a suggestion. This module must not import torch: `dlsem
---help` and `dlsem config show` stay fast.
+--help` stays fast. The names a key chooses from (models, losses, ...) are read from the
+registries only when they are printed (docs(catalog.choices())), so no list of names is kept here.
 """
 from __future__ import annotations
 
@@ -90,12 +91,12 @@ def _device(v):
 
 SCHEMA: dict[str, Key] = {
     "name": Key(None, "str?", "run name (a folder name under runs/); default: the config file's stem, or 'default'", _name),
-    "task": Key("auto", "str", "classification | regression | auto (from the dataset)"),
+    "task": Key("auto", "str", "what the labels are: auto (from the dataset) or a task"),
     "seed": Key(0, "int", f"seed for data split, weight init, shuffling and dropout (0 .. {SEED_MAX})", _seed),
     "device": Key("auto", "str", "auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps", _device),
     "out": Key(None, "str?", "run directory; default runs/<name>, numbered when taken"),
     # --- model
-    "model.name": Key("mlp", "str", "architecture from `dlsem models`"),
+    "model.name": Key("mlp", "str", "architecture (`dlsem models` describes each)"),
     "model.hidden": Key([128], "ints", "mlp: hidden layer sizes, e.g. [16, 8]", lambda v: None if all(h >= 1 for h in v) else "sizes must be >= 1"),
     "model.activation": Key("auto", "str", "mlp: hidden activation (auto=relu); perceptron: output activation (auto=sigmoid/softmax for classification, identity for regression)",
                             choices=("auto", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "identity", "softmax")),
@@ -115,7 +116,7 @@ SCHEMA: dict[str, Key] = {
     "model.base_width": Key(16, "int", "unet: channels of the first level (doubled at each level down)", _ge1),
     "model.upsample": Key("transpose", "str", "unet: transpose (learned transposed conv) | bilinear (+ 3x3 conv) | unpool (max-unpool with the encoder's pool indices)",
                           choices=("transpose", "bilinear", "unpool")),
-    "model.backbone": Key("cnn", "str", "detectors: feature extractor from the zoo: cnn (model.widths), resnet18/34/50, vgg11/13/16/19(_bn), alexnet"),
+    "model.backbone": Key("cnn", "str", "detectors: feature extractor from the zoo (cnn takes model.widths)"),
     "model.fpn": Key(False, "bool", "detectors: a feature pyramid (FPN) over the backbone's last stages, one anchor size per level"),
     "model.fpn_width": Key(128, "int", "detectors: channels of every FPN level", _ge1),
     "model.anchor_sizes": Key(None, "ints?", "detectors: anchor sizes in px (null: 1/8, 1/4, 1/2 of model.min_size; with FPN: 4 x each level's stride, one per level)",
@@ -135,7 +136,7 @@ SCHEMA: dict[str, Key] = {
                          lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
     "model.detections_per_img": Key(100, "int", "detectors: most detections kept per image", _ge1),
     # --- data
-    "data.name": Key("digits", "str", "dataset from `dlsem datasets`"),
+    "data.name": Key("digits", "str", "dataset (`dlsem datasets` describes each)"),
     "data.path": Key(None, "str?", "csv: the CSV file; folder: the root folder (one sub-folder per class)", path=True),
     "data.target": Key(None, "str?", "csv: target column (default: the last column)"),
     "data.features": Key(None, "strs?", "csv: feature columns (default: every other column)"),
@@ -170,31 +171,31 @@ SCHEMA: dict[str, Key] = {
     "train.sync_batchnorm": Key(False, "bool", "multi-process (torchrun) runs: batch-norm statistics over the global batch (SyncBatchNorm; CUDA only)"),
     "train.health": Key(False, "bool", "per epoch: per-layer gradient norms, dead ReLU units, weight histograms, near-zero weights (summary.json health, plots/health.png)"),
     # --- loss
-    "loss.name": Key("auto", "str", "ce | bce | mse | mae | huber | nll | auto (ce for classification, mse for regression)"),
-    "loss.label_smoothing": Key(0.0, "float", "ce: label smoothing", _frac),
-    "loss.class_weights": Key([], "floats", "ce, nll, ce_dice: one weight per class (e.g. rare classes up), empty: all 1",
+    "loss.name": Key("auto", "str", "auto (the task's default) or a loss that fits the task"),
+    "loss.label_smoothing": Key(0.0, "float", "label smoothing", _frac),
+    "loss.class_weights": Key([], "floats", "one weight per class (e.g. rare classes up), empty: all 1",
                               lambda v: None if all(w >= 0 for w in v) else "weights must be >= 0"),
-    "loss.huber_delta": Key(1.0, "float", "huber: where the loss turns from quadratic to linear", _gt0),
+    "loss.huber_delta": Key(1.0, "float", "where the loss turns from quadratic to linear", _gt0),
     "loss.aux_weight": Key(0.3, "float", "weight of auxiliary-head losses (googlenet) added during training", _ge0),
     "loss.l1": Key(0.0, "float", "lambda of the L1 penalty lambda*sum|W| added to the loss (biases excluded)", _ge0),
     "loss.l2": Key(0.0, "float", "lambda of the L2 penalty lambda*sum W^2 added to the loss (biases excluded)", _ge0),
     # --- optimizer
-    "optim.name": Key("adam", "str", "sgd | momentum | nesterov | rmsprop | adam | adamw | adagrad"),
+    "optim.name": Key("adam", "str", "optimizer"),
     "optim.lr": Key(0.001, "float", "learning rate (alpha in W <- W - alpha*dH/dW)", _gt0),
-    "optim.momentum": Key(0.9, "float", "momentum / nesterov: momentum factor", _frac),
-    "optim.betas": Key([0.9, 0.999], "floats", "adam / adamw: (beta1, beta2)", lambda v: None if len(v) == 2 and all(0 <= b < 1 for b in v) else "must be two numbers in [0, 1)"),
-    "optim.alpha": Key(0.99, "float", "rmsprop: smoothing constant of the squared-gradient average", _frac),
+    "optim.momentum": Key(0.9, "float", "momentum factor", _frac),
+    "optim.betas": Key([0.9, 0.999], "floats", "(beta1, beta2): decay of the running mean of gradients and of their squares", lambda v: None if len(v) == 2 and all(0 <= b < 1 for b in v) else "must be two numbers in [0, 1)"),
+    "optim.alpha": Key(0.99, "float", "smoothing constant of the squared-gradient average", _frac),
     "optim.eps": Key(1e-8, "float", "term added to denominators for numerical stability", _gt0),
     "optim.weight_decay": Key(0.0, "float", "weight decay applied by the optimizer", _ge0),
     # --- learning-rate schedule
-    "sched.name": Key("none", "str", "none | step | cosine | plateau | onecycle"),
+    "sched.name": Key("none", "str", "learning-rate schedule"),
     "sched.warmup_epochs": Key(0.0, "float", "linear warm-up from 0 to lr over this many epochs", _ge0),
-    "sched.step_size": Key(10, "int", "step: multiply lr by gamma every step_size epochs", _ge1),
-    "sched.gamma": Key(0.1, "float", "step: lr factor", _gt0),
-    "sched.factor": Key(0.1, "float", "plateau: lr factor when the monitor stalls", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
-    "sched.patience": Key(5, "int", "plateau: epochs without improvement before reducing lr", _ge0),
-    "sched.min_lr": Key(0.0, "float", "cosine / plateau: lowest lr", _ge0),
-    "sched.pct_start": Key(0.3, "float", "onecycle: fraction of training spent increasing lr", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+    "sched.step_size": Key(10, "int", "multiply the lr by gamma every step_size epochs", _ge1),
+    "sched.gamma": Key(0.1, "float", "lr factor every step_size epochs", _gt0),
+    "sched.factor": Key(0.1, "float", "lr factor when the monitor stalls", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+    "sched.patience": Key(5, "int", "epochs without improvement before reducing the lr", _ge0),
+    "sched.min_lr": Key(0.0, "float", "lowest lr", _ge0),
+    "sched.pct_start": Key(0.3, "float", "fraction of training spent increasing the lr", lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
     # --- early stopping
     "early_stop.patience": Key(10, "int", "stop after this many epochs without improvement (0: off)", _ge0),
     "early_stop.monitor": Key("auto", "str", "metric to watch, e.g. val/acc or val/loss (auto: the task's)"),
@@ -539,6 +540,40 @@ def resolve(path: str | Path | None = None, sets: Iterable[str] = (), named: dic
     return Config(validate(values), explicit, str(path) if path else None)
 
 
-def describe(cfg: Config) -> list[tuple[str, Any, str]]:
-    """(key, value, meaning) for every key, in schema order (for `dlsem config show`)."""
-    return [(k, cfg[k], SCHEMA[k].doc) for k in SCHEMA]
+def docs(names: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Every key's one-line meaning; a key that names a registered component ends with the names
+    it takes (`names`: catalog.choices(), read from the registries by the caller, since the modules
+    that register import this one)."""
+    names = names or {}
+    users = _taken_by() if names else {}  # names given: the registries are loaded
+    out = {}
+    for k, s in SCHEMA.items():
+        out[k] = s.doc + (f"; one of: {', '.join(names[k])}" if k in names else "") \
+            + (f"; taken by: {', '.join(users[k])}" if k in users else "")
+    return out
+
+
+def _taken_by() -> dict[str, list[str]]:
+    """loss.*, optim.* and sched.* key -> the registered losses / optimizers / schedules whose builder
+    takes it, from their signatures; a key every one of them takes (optim.lr) or none (loss.l1) is
+    left out. (A model.* key is read by too many architectures to list: its doc names them.)"""
+    import inspect
+
+    from .registry import LOSSES, OPTIMIZERS, SCHEDULES
+
+    out: dict[str, list[str]] = {}
+    for reg in (LOSSES, OPTIMIZERS, SCHEDULES):
+        section = reg.key.split(".")[0]
+        takers: dict[str, list[str]] = {}
+        for e in reg.entries():
+            for p in inspect.signature(e.fn).parameters.values():
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                    takers.setdefault(f"{section}.{p.name}", []).append(e.name)
+        out.update({k: v for k, v in takers.items() if k in SCHEMA and len(v) < len(reg.names())})
+    return out
+
+
+def describe(cfg: Config, names: dict[str, list[str]] | None = None) -> list[tuple[str, Any, str]]:
+    """(key, value, meaning) for every key, in schema order (for `dlsem config show`; `names` as for docs)."""
+    meaning = docs(names)
+    return [(k, cfg[k], meaning[k]) for k in SCHEMA]

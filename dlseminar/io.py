@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Callable, Iterator, Sequence
 
 from .errors import ConfigError
 
@@ -42,7 +42,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     too) it is removed and `path` is left as it was. The temporary name keeps the suffix, so writers
     that infer the format from it still do."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix="-" + path.name, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -199,6 +199,16 @@ def check_file(path: str | Path, *, option: str = "--out", overwrite: bool = Fal
             raise ConfigError(f"{option} {str(path)!r} already exists; pass --overwrite to replace it, or {hint}")
     _check_writable(path.parent, option)
     return path
+
+
+def numbered_dir(base: str | Path, reuse: Callable[[Path], bool] | None = None) -> Path:
+    """`base`, else base-2, base-3, ...: the first that is free (absent, or an empty folder) or that
+    `reuse` accepts (an earlier output of this very command, to continue). Neither created nor checked."""
+    base = Path(base)
+    d, n = base, 2
+    while d.exists() and (not d.is_dir() or any(d.iterdir())) and not (reuse is not None and reuse(d)):
+        d, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return d
 
 
 def check_dir(path: str | Path, *, option: str = "--out", overwrite: bool = False, own: bool = False,

@@ -139,14 +139,13 @@ def _run(model, task, optimizer, loader, start, end, steps, penalty, grad_clip, 
 
 def _penalty(cfg: Config, model: torch.nn.Module):
     """The Trainer's L1/L2 term (biases excluded), or None."""
-    from .engine.trainer import _weight_params
+    from .engine.penalty import penalty_weights, weight_penalty
 
     l1, l2 = cfg["loss.l1"], cfg["loss.l2"]
     if not (l1 or l2):
         return None
-    weights = _weight_params(model)
-    return lambda: (l1 * sum(w.abs().sum() for w in weights) if l1 else 0.0) + (
-        l2 * sum(w.pow(2).sum() for w in weights) if l2 else 0.0)
+    weights = penalty_weights(model)
+    return lambda: weight_penalty(weights, l1, l2)
 
 
 def find(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: int = 200) -> RangeTest:
@@ -178,17 +177,14 @@ def output_dir(cfg: Config, out: str | None, overwrite: bool = False) -> Path:
         io.check_dir(d, overwrite=overwrite, own=(d / "lr_find.json").is_file(),
                      inputs=io.config_inputs(cfg, "the config being tested"), what="the range test")
     else:
-        base = Path("runs") / f"{cfg['name']}-lr-find"
-        d, n = base, 2
-        while d.exists() and (not d.is_dir() or any(d.iterdir())):
-            d, n = base.with_name(f"{base.name}-{n}"), n + 1
+        d = io.numbered_dir(Path("runs") / f"{cfg['name']}-lr-find")
         io.check_dir(d)  # `runs` a file, or a folder this user cannot write: refused before the test runs
     return d
 
 
 def write_outputs(folder: Path, r: RangeTest, cfg: Config) -> dict:
     """lr_find.png, lr_find.csv (step, lr, loss, smoothed) and lr_find.json (the suggestion and why)."""
-    from . import plots
+    from .viz.lr_find import lr_find
 
     suggestion, steepest = r.suggestion(), r.steepest()
     i = r.minimum()
@@ -197,8 +193,7 @@ def write_outputs(folder: Path, r: RangeTest, cfg: Config) -> dict:
             "stop_reason": r.stop_reason, "beta": BETA, "diverge_factor": DIVERGE}
     others = {k: v for k, v in (("minimum", info["min_loss_lr"]), ("steepest", steepest)) if v is not None}
     folder.mkdir(parents=True, exist_ok=True)
-    with io.atomic_path(folder / "lr_find.png") as tmp:
-        plots.lr_find(tmp, r.lrs, r.smoothed, r.losses, suggestion, "min/10", others)
+    lr_find(folder / "lr_find.png", r.lrs, r.smoothed, r.losses, suggestion, "min/10", others)
     with io.atomic_open(folder / "lr_find.csv", "w") as f:
         f.write("step,lr,loss,smoothed\n")
         for k, (lr, loss, sm) in enumerate(zip(r.lrs, r.losses, r.smoothed), 1):

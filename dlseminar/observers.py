@@ -7,7 +7,8 @@ it recorded (an observer turned on only at the resume starts empty). run.py call
 before the plots are drawn and finish after, then close whatever happened.
 
 Adding one is a decorated factory in OBSERVERS that returns an Observer or None (not wanted
-for this run): no branches in the Trainer or run.py.
+for this run), in a module that catalog.build_observers imports: no branches in the Trainer or
+run.py. The observer modules import this one; it imports none of them.
 """
 from __future__ import annotations
 
@@ -43,11 +44,3 @@ class Observer:
 
     def load_state_dict(self, d: dict) -> None:
         pass
-
-
-def build_observers(setup, optimizer, main: bool, run_dir: Path) -> list[Observer]:
-    """The observers this run's config asks for (by name: the order does not matter)."""
-    from . import boundary, health, tensorboard_log  # noqa: F401  (they register themselves)
-
-    made = (entry.fn(setup, optimizer, main, Path(run_dir)) for entry in OBSERVERS.entries())
-    return [ob for ob in made if ob is not None]

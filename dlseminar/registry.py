@@ -2,6 +2,7 @@
 
 Adding a component is one decorated function; nothing else in the code branches on
 names. The builder's first docstring line is what `dlsem models` / `dlsem datasets` show.
+This module imports nothing that registers: catalog.load_all() loads every registry.
 """
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ class Registry:
                 f"choose from: {', '.join(self.names())}"
             ) from None
 
+    def unregister(self, name: str) -> None:
+        """Remove `name` (a test that registered a component of its own cleans up with this)."""
+        del self._entries[name]
+
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
@@ -76,9 +81,10 @@ TASKS = Registry("task", "task")
 SCHEDULES = Registry("lr schedule", "sched.name")
 
 
-def load_all() -> None:
-    """Import every module that registers something (kept out of `dlsem --help`)."""
-    from . import datasets, engine, models, tasks  # noqa: F401
+def backbones() -> list[str]:
+    """Zoo models a detector can stand on: those registered with `backbone=` (how to cut them,
+    see models/detector.py BODIES)."""
+    return [e.name for e in MODELS.entries() if "backbone" in e.meta]
 
 
 def call_builder(entry: Entry, cfg, section: str, common=("name",), **given):

@@ -19,9 +19,10 @@ import math
 from pathlib import Path
 
 from . import runfiles
-from .compare import _text
+from .compare import setting_text
 from . import io
 from .errors import ConfigError, UserError
+from .summary import RunSummary
 
 # What a browser shows in <img>; anything else in plots/ is listed by name only.
 IMAGE_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
@@ -215,43 +216,43 @@ def flatten(d: dict, prefix: str = ""):
             yield f"{prefix}{k}", v
 
 
-def facts(s: dict) -> str:
+def facts(s: RunSummary) -> str:
     """What ran and how it ended, as a two-column table."""
-    restored = s.get("restored_best")
-    items = [("model", s.get("model")), ("dataset", s.get("dataset")), ("task", s.get("task")),
-             ("device", s.get("device")), ("parameters", f"{s['params']:,}" if isinstance(s.get("params"), int) else None),
-             ("optimizer", s.get("optimizer")), ("loss", s.get("loss")), ("stop reason", s.get("stop_reason")),
-             ("epochs run", s.get("epochs_run")), ("best epoch", s.get("best_epoch")),
-             ("monitor", f"{s.get('monitor')} ({s.get('mode')})" if s.get("monitor") else None),
+    restored = s.restored_best
+    items = [("model", s.model), ("dataset", s.dataset), ("task", s.task),
+             ("device", s.device), ("parameters", f"{s.params:,}" if isinstance(s.params, int) else None),
+             ("optimizer", s.optimizer), ("loss", s.loss), ("stop reason", s.stop_reason),
+             ("epochs run", s.epochs_run), ("best epoch", s.best_epoch),
+             ("monitor", f"{s.monitor} ({s.mode})" if s.monitor else None),
              ("best weights restored", None if restored is None else ("yes" if restored else "no")),
-             ("seconds", s.get("seconds"))]
+             ("seconds", s.seconds)]
     rows = "".join(f'<tr><th class="text">{esc(k)}</th>{td(v)}</tr>' for k, v in items if v is not None)
     return f"<table>{rows}</table>" if rows else ""
 
 
-def headline(s: dict) -> str:
+def headline(s: RunSummary) -> str:
     """Best-epoch validation metrics beside their test counterparts, one row per metric."""
-    best, test = s.get("best") or {}, s.get("test") or {}
+    best, test = s.best, s.test
     names = list(dict.fromkeys([k.split("/", 1)[-1] for k in best] + [k.split("/", 1)[-1] for k in test]))
     if not names:
         return note("no metrics (no summary.json, or the run stopped before its first epoch ended)")
     rows = [[n, best.get(f"val/{n}", ""), test.get(f"test/{n}", "")] for n in names]
-    return table(["metric", f"val (best epoch {s.get('best_epoch', '?')})", "test"], rows)
+    return table(["metric", f"val (best epoch {'?' if s.best_epoch is None else s.best_epoch})", "test"], rows)
 
 
-def per_class(s: dict) -> str:
-    d = s.get("test_details")
+def per_class(s: RunSummary) -> str:
+    d = s.test_details
     if not isinstance(d, dict) or not d.get("columns"):
         return ""
     # three decimals like `dlsem eval`: precision/recall/F1 are compared across classes
     three = lambda v: f"{v:.3f}" if isinstance(v, float) and math.isfinite(v) else fmt(v)  # noqa: E731
-    return (f'<h2 id="per-class">Per class (test split, {esc(s.get("test_checkpoint", ""))})</h2>'
+    return (f'<h2 id="per-class">Per class (test split, {esc(s.test_checkpoint or "")})</h2>'
             + table(list(d["columns"]), [list(r) for r in d.get("rows", [])], three, scroll=True))
 
 
-def health(s: dict) -> str:
+def health(s: RunSummary) -> str:
     """summary.json's health as two short tables (the picture is plots/health.png)."""
-    h = s.get("health")
+    h = s.health
     if not h:
         return ""
     out = ['<h2 id="health">Health</h2>',
@@ -278,16 +279,17 @@ def health(s: dict) -> str:
 
 
 def run_page(run_dir: Path) -> str:
-    s = runfiles.read_summary(run_dir) or {}  # a damaged file is one error line naming it, not a half page
+    found = runfiles.read_summary(run_dir)  # a damaged file is one error line naming it, not a half page
+    s = found if found is not None else RunSummary()
     cfg = read_config(run_dir)
-    header, rows = runfiles.read_metrics(run_dir, s) or ([], [])
-    name = s.get("name") or (cfg or {}).get("name") or run_dir.name
+    header, rows = runfiles.read_metrics(run_dir, found) or ([], [])
+    name = s.name or (cfg or {}).get("name") or run_dir.name
     classes, checks = per_class(s), health(s)
     sections = [("metrics", "metrics"), ("plots", "plots"), *([("per-class", "per class")] if classes else []),
                 *([("health", "health")] if checks else []), ("epochs", "epochs"), ("config", "config")]
     body = [f"<h1>{esc(name)}</h1>", note(f"run directory {run_dir}"),
             "<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in sections) + "</nav>"]
-    if not s:
+    if found is None:
         body.append(note("no summary.json: the run has not finished (or was interrupted)"))
     body += ['<h2 id="metrics">Metrics</h2>', f'<div class="row">{facts(s)}{headline(s)}</div>',
              '<h2 id="plots">Plots</h2>', figures(run_dir / "plots", anchor="plot-"), classes, checks]
@@ -295,7 +297,7 @@ def run_page(run_dir: Path) -> str:
     empty = "metrics.csv is empty: no epoch was recorded" if (run_dir / "metrics.csv").is_file() else "no metrics.csv"
     body.append(table(header, numbers(rows), scroll=True) if header else note(empty))
     body.append('<h2 id="config">Config</h2>')
-    body.append(table(["key", "value"], [[k, _text(v)] for k, v in flatten(cfg)]) if cfg is not None
+    body.append(table(["key", "value"], [[k, setting_text(v)] for k, v in flatten(cfg)]) if cfg is not None
                 else note("no config.yaml"))
     return page(f"{name} — dlsem report", body)
 
@@ -327,7 +329,7 @@ def member(folder: Path, row: dict, monitor: str) -> str:
         parts.append(note(f"run directory {row.get('dir', '')} not found"))
     else:
         try:
-            s = runfiles.read_summary(d) or {}
+            s = runfiles.read_summary(d) or RunSummary()
         except UserError as e:  # one damaged member does not cost the page: it says what is wrong there
             parts.append(f'<p class="status-failed">damaged: {esc(e)}</p>')
             s = None

@@ -6,7 +6,6 @@ so a checkpoint (which stores its config) is enough to evaluate or resume.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -17,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import io, memory, registry, runlock
+from . import io, memory, runlock
+from .catalog import load_all
 from .config import SCHEMA, Config, resolve
 from .errors import CheckpointError, ConfigError, DataError, UserError
 from .datasets import Data, TensorLoader, build_data
@@ -27,6 +27,7 @@ from .engine.optim import LRSchedule, build_optimizer
 from .engine.trainer import Trainer
 from .engine.trainer import evaluate as evaluate_loader
 from .models import build_model
+from .summary import RunSummary
 from .tasks import Task, build_task
 
 # Keys that `--resume` may change; anything else must match the checkpoint.
@@ -95,7 +96,7 @@ def build(cfg: Config, stats=None, info=None, load_data: bool = True) -> Setup:
     load_data=False (predicting from a checkpoint): no dataset is read; the checkpoint's data
     description and normalisation stats are all that new inputs need.
     """
-    registry.load_all()
+    load_all()
     set_determinism(cfg["train.deterministic"])
     device = distributed.local_device(pick_device(cfg["device"]))  # under torchrun: this process's GPU
     seed_all(cfg["seed"])
@@ -172,11 +173,8 @@ def new_run_dir(cfg: Config, overwrite: bool) -> Path:
     if cfg["out"]:
         d = io.check_run_dir(Path(cfg["out"]), overwrite, io.config_inputs(cfg))
     else:
-        base = Path("runs") / cfg["name"]
-        d, n = base, 2
-        while d.exists() and (not d.is_dir() or any(d.iterdir())):
-            d, n = base.with_name(f"{base.name}-{n}"), n + 1
-        d = io.check_run_dir(d, False, io.config_inputs(cfg))  # `runs` a file: say which, as for --out
+        # `runs` a file: say which, as for --out
+        d = io.check_run_dir(io.numbered_dir(Path("runs") / cfg["name"]), False, io.config_inputs(cfg))
     try:
         (d / "plots").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -222,10 +220,6 @@ def _fresh(d: Path) -> bool:
         return False
 
 
-def write_json(path: Path, obj) -> None:
-    io.write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
 def write_config(path: Path, cfg: Config) -> None:
     import yaml
 
@@ -233,7 +227,8 @@ def write_config(path: Path, cfg: Config) -> None:
     io.write_text(path, yaml.safe_dump(cfg.absolute().to_dict(), sort_keys=False, default_flow_style=None))
 
 
-def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=(), named=None) -> tuple[Path, dict]:
+def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=(),
+          named=None) -> tuple[Path, RunSummary | None]:
     """Train `cfg` (or continue the run of `resume`); returns the run directory and summary.
 
     The run directory is locked (runlock) before anything in it is cleared or written, until this returns."""
@@ -301,7 +296,7 @@ def _train(cfg: Config, setup: Setup, dist, saved, run_dir, overwrite, held: con
         write_config(run_dir / "config.yaml", cfg)
     meta = {"config": cfg.absolute().to_dict(), "data_info": asdict(setup.data.info), "data_stats": setup.data.stats,
             "num_outputs": setup.task.num_outputs}
-    from .observers import build_observers
+    from .catalog import build_observers
 
     observers = build_observers(setup, opt, main, run_dir)  # health, boundary frames, TensorBoard: as configured
     trainer = Trainer(setup.model, setup.task, opt, sched, setup.device, cfg, run_dir, meta, dist=dist,
@@ -344,17 +339,17 @@ def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_l
         table = setup.task.details(metrics)  # the per-class table `dlsem eval` prints, kept for reports
         details = None if table is None else {"columns": table[0], "rows": table[1]}
     best_row = next((r for r in state.history if r["epoch"] == es.best_epoch), {})
-    summary = {
-        "name": cfg["name"], "task": setup.task.kind, "model": cfg["model.name"], "dataset": cfg["data.name"],
-        "loss": setup.task.loss_name, "optimizer": cfg["optim.name"], "device": str(setup.device),
-        "params": sum(p.numel() for p in setup.model.parameters()),
-        "epochs_run": state.epoch, "best_epoch": es.best_epoch, "patience": cfg["early_stop.patience"],
-        "stopped_early": state.stop_reason is not None and not state.stop_reason.startswith("reached"),
-        "stop_reason": state.stop_reason, "monitor": trainer.monitor, "mode": trainer.mode,
-        "best": {k: v for k, v in best_row.items() if k.startswith("val/")},
-        "test": test, "test_details": details, "test_checkpoint": "best.pt" if use_best else "last.pt",
-        "restored_best": use_best, "seconds": round(seconds, 3), "processes": world,
-    }
+    summary = RunSummary(
+        name=cfg["name"], task=setup.task.kind, model=cfg["model.name"], dataset=cfg["data.name"],
+        loss=setup.task.loss_name, optimizer=cfg["optim.name"], device=str(setup.device),
+        params=sum(p.numel() for p in setup.model.parameters()),
+        epochs_run=state.epoch, best_epoch=es.best_epoch, patience=cfg["early_stop.patience"],
+        stopped_early=state.stop_reason is not None and not state.stop_reason.startswith("reached"),
+        stop_reason=state.stop_reason, monitor=trainer.monitor, mode=trainer.mode,
+        best={k: v for k, v in best_row.items() if k.startswith("val/")},
+        test=test, test_details=details, test_checkpoint="best.pt" if use_best else "last.pt",
+        restored_best=use_best, seconds=round(seconds, 3), processes=world,
+    )
     for ob in trainer.observers:
         ob.summarize(summary)
     explain = getattr(setup.model, "explain", None)
@@ -362,10 +357,10 @@ def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_l
         st = setup.data.stats
         summary.update(explain(st.get("mean"), st.get("std"), st.get("target_mean"), st.get("target_std")))
     if cfg["logging.plots"]:
-        summary["plots"] = make_plots(run_dir, setup, state.history, summary)
+        summary.plots = make_plots(run_dir, setup, state.history, summary)
     for ob in trainer.observers:
         ob.finish(run_dir, summary)
-    write_json(run_dir / "summary.json", summary)
+    io.write_text(run_dir / "summary.json", summary.to_json())
     return run_dir, summary
 
 
@@ -390,16 +385,17 @@ def resume_config(saved: dict, sets, named) -> Config:
 
 
 def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: dict) -> list[str]:
-    from . import plots
+    from .viz.curves import curves
+    from .viz.health import health
 
     # drawn in a staging folder, moved into plots/ once all are whole: a full disk or an interrupt
     # leaves plots/ as it was, with no half-written PNG and no temp
     with io.staged(run_dir / "plots", overwrite=True) as folder:
-        plots.curves(folder / "curves.png", history, summary)
+        curves(folder / "curves.png", history, summary)
         written = ["curves.png"]
         written += setup.task.plots(folder, setup.model, setup.data, setup.device)
         if summary.get("health"):
-            plots.health(folder / "health.png", summary["health"], summary)
+            health(folder / "health.png", summary["health"], summary)
             written.append("health.png")
     return [f"plots/{w}" for w in written]
 
@@ -546,10 +542,10 @@ def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None 
                         r.update(task.write_prediction(stage, i, stems[i], X[i], o, r, setup.data))
                     results.append(r)
         if stage is not None and features and results:
-            from . import plots
+            from .viz.features import feature_maps
 
             x0 = transform(X[0][None].to(setup.device))
-            results[0]["features"] = [str(stage / f) for f in plots.feature_maps(stage, setup.model, x0)]
+            results[0]["features"] = [str(stage / f) for f in feature_maps(stage, setup.model, x0)]
     if out is not None:  # the files now lie in `out`: say so in the results
         for r in results:
             for k, v in r.items():

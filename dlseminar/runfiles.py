@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .errors import DataError
+from .summary import RunSummary
 
 NUMBER = (int, float)
 # summary.json keys a reader uses, with the types dlsem train writes (None allowed where it writes None)
@@ -83,7 +84,7 @@ def _json_type(v) -> str:
     return {list: "list", str: "string", bool: "true/false", type(None): "null"}.get(type(v), "number")
 
 
-def read_summary(run_dir: Path) -> dict | None:
+def read_summary(run_dir: Path) -> RunSummary | None:
     """summary.json with every key a reader uses of the type dlsem train writes; None when there is none."""
     path, fix = Path(run_dir) / "summary.json", run_fix(run_dir)
     s = read_json(path, fix)
@@ -100,13 +101,14 @@ def read_summary(run_dir: Path) -> dict | None:
             if key in s else None
         if bad is not None:
             raise corrupt(path, f"{key}[{bad!r}] is not a number", fix)
-    if s.get("mode", "max") not in ("min", "max"):
-        raise corrupt(path, f"mode {_short(s['mode'])} is neither min nor max", fix)
-    d = s.get("test_details")
+    summary = RunSummary.from_dict(s)
+    if summary.mode not in (None, "min", "max"):  # None: written before runs recorded it
+        raise corrupt(path, f"mode {_short(summary.mode)} is neither min nor max", fix)
+    d = summary.test_details
     if d is not None and not (isinstance(d.get("columns"), list) and isinstance(d.get("rows"), list)
                               and all(isinstance(r, list) for r in d["rows"])):
         raise corrupt(path, "'test_details' is not a table of columns and rows", fix)
-    return s
+    return summary
 
 
 def _short(v) -> str:
@@ -157,13 +159,13 @@ def read_table(path: Path, fix: str) -> tuple[list[str], list[list[str]]] | None
     return header, rows[1:]
 
 
-def read_metrics(run_dir: Path, summary: dict | None = None) -> tuple[list[str], list[list[str]]] | None:
+def read_metrics(run_dir: Path, summary: RunSummary | None = None) -> tuple[list[str], list[list[str]]] | None:
     """metrics.csv: an `epoch` column of whole numbers, every other cell a number or empty; None when missing.
     An empty file (a first write that failed, a full disk) holds no epoch: ([], []), unless the run's
     `summary` says epochs ran."""
     path, fix = Path(run_dir) / "metrics.csv", run_fix(run_dir)
     table = read_table(path, fix)
-    ran = (summary or {}).get("epochs_run") or 0
+    ran = (summary.epochs_run if summary is not None else None) or 0
     if table is not None and not table[1] and ran > 0:
         raise corrupt(path, f"{'empty' if not table[0] else 'no rows'}, but summary.json says {ran} epochs ran", fix)
     if not table or not table[0]:

@@ -33,6 +33,7 @@ from . import io, runlock
 from .compare import SKIP_KEYS, collect, last_error, read_json, run_row, write_outputs
 from .config import Config, check_known, resolve, same_setting
 from .errors import ConfigError, Interrupted, UserError
+from .summary import RunSummary
 
 
 MAX_MEMBERS = 1000  # grid points in one sweep
@@ -100,8 +101,9 @@ def _label(settings: dict[str, str]) -> str:
 def plan(config: Path | None, grid, sets: list[str]) -> list[Member]:
     """One validated Member per grid point (configs resolved now: a bad value stops the sweep before any run)."""
     from . import registry
+    from .catalog import load_all
 
-    registry.load_all()
+    load_all()
     members = []
     for combo in itertools.product(*[[(k, v) for v in vals] for k, vals in grid]):
         settings = dict(combo)
@@ -131,13 +133,12 @@ def choose_dir(out: str | None, name: str, signature: dict, overwrite: bool = Fa
     if out:
         d = Path(out)
         return io.check_dir(d, overwrite=overwrite, own=(d / "sweep.json").is_file(), inputs=inputs, what="a sweep")
-    base = Path("runs") / f"{name}-sweep"
-    d, n = base, 2
-    while d.exists() and (not d.is_dir() or any(d.iterdir())):
+
+    def same_sweep(d: Path) -> bool:
         old = read_json(d / "sweep.json")
-        if old and {k: old.get(k) for k in signature} == signature:
-            break
-        d, n = base.with_name(f"{base.name}-{n}"), n + 1
+        return bool(old) and {k: old.get(k) for k in signature} == signature
+
+    d = io.numbered_dir(Path("runs") / f"{name}-sweep", reuse=same_sweep)
     # `runs` a file, or a folder this user cannot write: one line now, not an OSError after the plan
     return io.check_dir(d, own=(d / "sweep.json").is_file(), inputs=inputs, what="a sweep")
 
@@ -184,15 +185,15 @@ def _finished(m: Member) -> str:
     longer runs in one table and are refused."""
     try:
         old = int(yaml.safe_load((m.dir / "config.yaml").read_text())["train"]["epochs"])
-        summary = read_json(m.dir / "summary.json") or {}
+        summary = RunSummary.from_dict(read_json(m.dir / "summary.json") or {})
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return "done"
     new = m.cfg["train.epochs"]
-    ran = summary.get("epochs_run", old)
+    ran = old if summary.epochs_run is None else summary.epochs_run
     if new < old and ran > new:
         raise ConfigError(f"sweep member {str(m.dir)!r} already ran {ran} epochs (train.epochs = {old}); this sweep asks "
                           f"for {new}: the table would mix them; keep train.epochs >= {old} or choose another --out")
-    if new > old and str(summary.get("stop_reason", "")).startswith("reached") and (m.dir / "last.pt").exists():
+    if new > old and str(summary.stop_reason or "").startswith("reached") and (m.dir / "last.pt").exists():
         return "extend"
     return "done"
 
@@ -210,9 +211,9 @@ def _in_process(m: Member, sets: list[str], resume: bool) -> int:
                 run_dir, summary = run.train(None, resume=str(m.dir / "last.pt"), sets=sets)
             else:
                 run_dir, summary = run.train(m.cfg, overwrite=True)
-            from .cli import _print_summary  # what `dlsem train` would have printed
+            from .summary import print_summary
 
-            _print_summary(run_dir, summary)
+            print_summary(run_dir, summary)  # what `dlsem train` would have printed
             return 0
         except UserError as e:
             print(f"error: {e}")

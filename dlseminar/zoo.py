@@ -34,6 +34,8 @@ from pathlib import Path
 
 from . import io as files  # atomic writes (`io` here is the standard library's, for StringIO)
 from .errors import ConfigError
+from .viz import zoo as viz_zoo
+from .viz.zoo import si
 
 BASE = ("optim.name=adam", "optim.lr=0.0003", "train.batch_size=32", "early_stop.patience=0")
 SHAPES = ("data.n_samples=1000", "data.num_classes=4", "data.image_size=32")
@@ -50,10 +52,11 @@ def image_classifiers() -> list[str]:
     import torch
 
     from . import registry
+    from .catalog import load_all
     from .config import resolve
     from .models import PLAIN
 
-    registry.load_all()
+    load_all()
     names = []
     for e in registry.MODELS.entries():
         if "scores" not in e.meta.get("outputs", PLAIN) or e.meta.get("dense"):
@@ -104,11 +107,12 @@ def check_images(data: str, sets: list[str], model: str):
     """Build the dataset once: image classification data (C, H, W inputs) or one error line.
     Returns (DataInfo, task) for counting the models' parameters and FLOPs."""
     from . import registry
+    from .catalog import load_all
     from .config import resolve
     from .datasets import build_data
     from .tasks import build_task
 
-    registry.load_all()
+    load_all()
     entry = registry.DATASETS.get(data)  # an unknown name: one error line with a suggestion
     kind = entry.meta.get("kind", "")
     if kind not in ("classification", "any"):
@@ -157,13 +161,13 @@ def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: 
     out_rows = []
     for r in rows:
         name = r["settings"].get("model.name", r["run"])
-        s = r.get("summary") or {}
+        s = r.get("summary")  # None: the member wrote no summary.json
+        best, test = (s.best, s.test) if s is not None else ({}, {})
         row = {"model": name, "status": r["status"], "error": r["error"], "dir": r["dir"],
-               "val_acc": (s.get("best") or {}).get("val/acc", math.nan),
-               "val_loss": (s.get("best") or {}).get("val/loss", math.nan),
-               "test_acc": (s.get("test") or {}).get("test/acc", math.nan),
-               "best_epoch": s.get("best_epoch", ""), "epochs_run": s.get("epochs_run", ""),
-               "seconds": s.get("seconds", math.nan)}
+               "val_acc": best.get("val/acc", math.nan), "val_loss": best.get("val/loss", math.nan),
+               "test_acc": test.get("test/acc", math.nan),
+               "best_epoch": "" if s is None else s.best_epoch, "epochs_run": "" if s is None else s.epochs_run,
+               "seconds": math.nan if s is None or s.seconds is None else s.seconds}
         secs = [h["seconds"] for h in r["history"] if math.isfinite(h.get("seconds", math.nan))]
         row["s_per_epoch"] = sum(secs) / len(secs) if secs else math.nan
         try:
@@ -176,8 +180,7 @@ def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: 
     described = {"data": data, "in_shape": tuple(info.in_shape), "num_classes": info.num_classes, "epochs": epochs}
     write_csv(root / "zoo.csv", out_rows)
     (root / "plots").mkdir(parents=True, exist_ok=True)
-    with files.atomic_path(root / "plots" / "zoo.png") as tmp:
-        plot(tmp, out_rows, described)
+    viz_zoo.zoo(root / "plots" / "zoo.png", out_rows, described)
     return root, out_rows, described
 
 
@@ -229,16 +232,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
                         (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in COLUMNS])
 
 
-def _si(n) -> str:
-    """1,110,839,296 -> '1.11 G'."""
-    if n is None:
-        return ""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return str(n)
-
-
 def _num(v, fmt: str = ".4f") -> str:
     return format(v, fmt) if isinstance(v, (int, float)) and math.isfinite(v) else ""
 
@@ -248,13 +241,13 @@ def table(rows: list[dict], described: dict, title: str = ""):
     from rich.markup import escape
     from rich.table import Table
 
-    from .compare import _status_markup
+    from .compare import status_markup
 
     t = Table("#", "model", "status", "params", "FLOPs/img (fwd)", "s/epoch", "val/acc ↑", "test/acc",
               "best epoch", "epochs", "note", title=title or None)
     for r in rows:
-        t.add_row(str(r["rank"]), escape(r["model"]), _status_markup(r["status"]),
-                  f"{r['params']:,}" if r["params"] is not None else "", _si(r["flops"]), _num(r["s_per_epoch"], ".3g"),
+        t.add_row(str(r["rank"]), escape(r["model"]), status_markup(r["status"]),
+                  f"{r['params']:,}" if r["params"] is not None else "", si(r["flops"]), _num(r["s_per_epoch"], ".3g"),
                   _num(r["val_acc"]), _num(r["test_acc"]), str(r["best_epoch"]), str(r["epochs_run"]),
                   escape(r["error"][:70]) if r["status"] != "finished" or r["params"] is None else "")
     return t
@@ -264,56 +257,3 @@ def footnote(described: dict) -> str:
     shape = "x".join(map(str, described["in_shape"]))
     return (f"FLOPs/img: one forward pass of a {shape} input, eval mode (FlopCounterMode: a multiply-add is 2 FLOPs; "
             f"convolutions and matrix products only); s/epoch: mean of metrics.csv seconds")
-
-
-def plot(path: Path, rows: list[dict], described: dict) -> None:
-    """Best val accuracy against forward FLOPs (log axis; marker area by parameters, each point labelled),
-    and the seconds per epoch of every member as bars, in rank order."""
-    from .plots import matplotlib_agg
-
-    matplotlib_agg()
-    import matplotlib.pyplot as plt
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})
-    shown = [r for r in rows if r["flops"] and math.isfinite(r["val_acc"])]
-    if shown:
-        biggest = max(r["params"] for r in shown) or 1
-        cmap = plt.get_cmap("tab20")
-        xs, ys = [math.log10(r["flops"]) for r in shown], [r["val_acc"] for r in shown]
-        span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 0.1
-        placed: list[tuple[float, float]] = []
-        for i, r in enumerate(shown):
-            ax.scatter(r["flops"], r["val_acc"], s=30 + 800 * math.sqrt(r["params"] / biggest), alpha=0.6,
-                       color=cmap(i % cmap.N), edgecolor="black", linewidth=0.5)
-            x, y = xs[i], ys[i]  # labels of points close together (often: several at chance) go one above another
-            k = sum(abs(px - x) / span_x < 0.18 and abs(py - y) / span_y < 0.04 for px, py in placed)
-            placed.append((x, y))
-            ax.annotate(f"{r['model']} ({_si(r['params'])})", (r["flops"], r["val_acc"]), fontsize=8,
-                        xytext=(6, 4 + 11 * k), textcoords="offset points",
-                        arrowprops=dict(arrowstyle="-", lw=0.5, color="gray") if k else None)
-        ax.set_xscale("log")
-        ax.margins(x=0.08, y=0.15)
-    else:
-        ax.text(0.5, 0.5, "no finished member", ha="center", va="center", transform=ax.transAxes)
-    shape = "x".join(map(str, described["in_shape"]))
-    ax.set_xlabel(f"forward FLOPs per {shape} image (log)")
-    ax.set_ylabel("best val accuracy")
-    ax.set_title("accuracy vs compute (marker area ~ parameters)")
-    ax.grid(alpha=0.3, which="both")
-    timed = [r for r in rows if math.isfinite(r["s_per_epoch"])]
-    labels = [r["model"] if r["status"] == "finished" else f"{r['model']} ({r['status']})" for r in timed]
-    bx.barh(range(len(timed)), [r["s_per_epoch"] for r in timed], color="tab:blue", alpha=0.7)
-    for i, r in enumerate(timed):
-        bx.text(r["s_per_epoch"], i, f" {r['s_per_epoch']:.3g}", va="center", fontsize=7)
-    bx.set_yticks(range(len(timed)), labels, fontsize=8)
-    bx.invert_yaxis()  # rank 1 on top
-    bx.set_xlabel("seconds per epoch (mean)")
-    bx.set_title("time")
-    bx.grid(alpha=0.3, axis="x")
-    failed = [r["model"] for r in rows if r["status"] not in ("finished", "diverged")]
-    n = described["epochs"]
-    fig.suptitle(f"zoo on {described['data']} ({shape}, {described['num_classes']} classes), "
-                 f"{n} epoch{'s' if n != 1 else ''}" + (f"; not finished: {', '.join(failed)}" if failed else ""), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

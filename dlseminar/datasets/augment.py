@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from ..seeding import mix_seed
 
 OPS = ("hflip", "vflip", "crop")
 
@@ -52,7 +53,7 @@ class Augment:
 
         xs, ys = [], []
         with torch.random.fork_rng(devices=[]):  # v2 draws from the global CPU RNG: fork it, seed it per batch
-            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 100_003 + batch) % 2**64)  # torch seeds are 64-bit
+            torch.manual_seed(mix_seed(self.seed, epoch, batch))
             for i in range(len(x)):
                 if self.with_mask:
                     a, m = self.tf(tv_tensors.Image(x[i]), tv_tensors.Mask(y[i]))

@@ -8,6 +8,7 @@ import torch
 
 from ..console import note
 from ..errors import ConfigError, DataError
+from ..seeding import mix_seed
 
 SPLITS = ("train", "val", "test")
 
@@ -223,7 +224,7 @@ class BatchPlan:
     def order(self) -> torch.Tensor | None:
         """This epoch's permutation of the samples (None: in order)."""
         if self.shuffle and self.bs < self.n:
-            return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            return torch.randperm(self.n, generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch)))
         return None
 
     def _stops(self) -> list[int]:

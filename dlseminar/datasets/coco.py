@@ -34,7 +34,7 @@ from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .detection import DetImages, target
-from .imageio import ImageError, _to_mode, opened
+from .imageio import ImageError, opened, to_mode
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -44,7 +44,7 @@ def _pil_to_tensor(im, channels: int, size: int | None):
     """A PIL image -> ((C, H, W) uint8, (sx, sy) box scale factors) resized to size x size when given."""
     from PIL import Image
 
-    im = _to_mode(im, channels)
+    im = to_mode(im, channels)
     w, h = im.size
     if size and (w, h) != (size, size):
         im = im.resize((size, size), Image.BILINEAR)

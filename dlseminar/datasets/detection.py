@@ -24,6 +24,7 @@ import torch
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
+from ..seeding import mix_seed
 from .base import BatchPlan, Data, DataInfo, check_split, split_indices
 from .images import SHAPES, channel_stats, draw_shape, shape_options
 
@@ -180,7 +181,7 @@ class DetAugment:
 
         out_x, out_t = [], []
         with torch.random.fork_rng(devices=[]):  # v2 draws from the global CPU RNG: fork it, seed it per batch
-            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 100_003 + batch) % 2**64)  # torch seeds are 64-bit
+            torch.manual_seed(mix_seed(self.seed, epoch, batch))
             for x, t in zip(xs, targets):
                 size = tuple(x.shape[-2:])
                 sample = {"image": tv_tensors.Image(x),

@@ -112,7 +112,7 @@ def load_image(path: str | Path, channels: int, size: tuple[int, int] | None) ->
     from PIL import Image
 
     with opened(Path(path), draft=None if size is None else (size[1], size[0])) as im:
-        im = _to_mode(im, channels)
+        im = to_mode(im, channels)
         if size is not None and im.size != (size[1], size[0]):
             im = im.resize((size[1], size[0]), Image.BILINEAR)
         a = np.asarray(im, dtype=np.uint8)
@@ -121,7 +121,7 @@ def load_image(path: str | Path, channels: int, size: tuple[int, int] | None) ->
     return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
 
 
-def _to_mode(im, channels: int):
+def to_mode(im, channels: int):
     """Any Pillow mode -> L (channels 1) or RGB. Wide integer modes are scaled by their range, not by
     each image's own maximum: a dark 16-bit image stays dark."""
     from PIL import Image

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..engine.losses import IGNORE  # mask value excluded from the loss and the metrics
 from ..registry import DATASETS
 from .base import Data, DataInfo, check_split, split_indices
 from .images import SHAPES, draw_shape, fit_stats, shape_options
-
-IGNORE = 255  # mask value excluded from the loss and the metrics
 
 
 @dataclass

@@ -24,13 +24,15 @@ NET_TIMEOUT_S = 30.0  # per socket operation while downloading; torchvision sets
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _one_line(e: BaseException, limit: int = 220) -> str:
+def one_line(e: BaseException, limit: int = 220) -> str:
+    """An exception's message on one line of at most `limit` characters (its type when it has none)."""
     text = " ".join(part.strip() for part in str(e).splitlines() if part.strip()) or type(e).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @contextlib.contextmanager
-def _socket_timeout(seconds: float):
+def socket_timeout(seconds: float):
+    """Within the block, sockets opened without their own timeout give up after `seconds`."""
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
     try:
@@ -73,25 +75,25 @@ def _load(name: str, cls, root: str, download: bool, layout, present):
     if download and not present(cls, root):
         note(f"downloading {name} into {root} (once; later runs read it from there)")
     try:
-        with _socket_timeout(NET_TIMEOUT_S) if download else contextlib.nullcontext():
+        with socket_timeout(NET_TIMEOUT_S) if download else contextlib.nullcontext():
             train = cls(root, train=True, download=download)
         test = cls(root, train=False, download=False)
     except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision raises RuntimeError too
         if download and (isinstance(e, OSError) or not present(cls, root)):
-            raise DataError(f"downloading {name} into {root} failed: {_one_line(e)}; check the network, "
+            raise DataError(f"downloading {name} into {root} failed: {one_line(e)}; check the network, "
                             f"or put the files under {where} yourself") from None
         if not present(cls, root):
             raise DataError(f"{name} not found under {where} (expects {expected}); put the files there "
                             f"or pass --set data.download=true (needs the network)") from None
         if isinstance(e, OSError):
-            raise DataError(f"cannot read the {name} files under {where}: {_one_line(e, 120)}") from None
+            raise DataError(f"cannot read the {name} files under {where}: {one_line(e, 120)}") from None
         hint = ("delete them and pass --set data.download=true to fetch them again" if not download
                 else "delete them and try again")
-        raise DataError(f"{name} files under {where} are corrupted or incomplete ({_one_line(e, 120)}); "
+        raise DataError(f"{name} files under {where} are corrupted or incomplete ({one_line(e, 120)}); "
                         f"{hint}, or put the original files there") from None
     except (AssertionError, TypeError, ValueError, KeyError, IndexError, EOFError, pickle.UnpicklingError) as e:
         raise DataError(f"cannot read the {name} files under {where}: "
-                        f"{_one_line(e, 120) if str(e) else type(e).__name__}") from None
+                        f"{one_line(e, 120) if str(e) else type(e).__name__}") from None
     return train, test
 
 

@@ -25,7 +25,7 @@ from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .seg_folder import check_values, pair_reader, palette_of, stack
 from .segmentation import SegImages
-from .vision import NET_TIMEOUT_S, _one_line, _socket_timeout
+from .vision import NET_TIMEOUT_S, one_line, socket_timeout
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -46,14 +46,14 @@ def _lists(root: str, download: bool):
     if download and not present:
         note(f"downloading Pascal VOC 2012 (2 GB) into {root} (once; later runs read it from there)")
     try:
-        with _socket_timeout(NET_TIMEOUT_S) if download and not present else contextlib.nullcontext():
+        with socket_timeout(NET_TIMEOUT_S) if download and not present else contextlib.nullcontext():
             train = tvd.VOCSegmentation(root, year="2012", image_set="train", download=download and not present)
         val = tvd.VOCSegmentation(root, year="2012", image_set="val")
     except (OSError, RuntimeError) as e:  # URLError is an OSError; a missing folder is a RuntimeError
         if download and not present:
-            raise DataError(f"downloading voc_seg into {root} failed: {_one_line(e)}; check the network, "
+            raise DataError(f"downloading voc_seg into {root} failed: {one_line(e)}; check the network, "
                             f"or put the files under {base} yourself") from None
-        raise DataError(f"cannot read voc_seg under {base}: {_one_line(e, 160)}") from None
+        raise DataError(f"cannot read voc_seg under {base}: {one_line(e, 160)}") from None
     return base, train, val
 
 

@@ -5,18 +5,17 @@ standardisation stats, so `dlsem eval` / `--resume` rebuild everything from it.
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from .. import io
 from ..errors import CheckpointError
+from ..io import TMP_PREFIX  # noqa: F401  (tests look for leftover temp files by ckpt.TMP_PREFIX)
 
 FORMAT_VERSION = 1
-TMP_PREFIX = ".tmp-"
 
 
 def save(obj: dict, path: str | Path) -> None:
@@ -26,29 +25,10 @@ def save(obj: dict, path: str | Path) -> None:
     """
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    except OSError as e:
-        raise CheckpointError(_write_failed(path, e)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with io.atomic_path(path) as tmp:  # removed on any failure; the old file is kept
+            torch.save(obj, tmp)
     except (OSError, RuntimeError) as e:  # disk full, quota, file too large: torch's zip writer raises RuntimeError
-        Path(tmp).unlink(missing_ok=True)
         raise CheckpointError(_write_failed(path, e)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def _write_failed(path: Path, e: BaseException) -> str:

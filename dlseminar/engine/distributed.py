@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
+from ..seeding import mix_seed
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def barrier() -> None:
 
 def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     """A torch seed for rank > 0 (dropout masks differ between ranks; rank 0 keeps the run's own stream)."""
-    return ((seed * 1_000_003 + rank) * 100_003 + step) % 2**64  # torch seeds are 64-bit
+    return mix_seed(seed, rank, step)
 
 
 # ----------------------------------------------------------------------------- dlsem train --devices N

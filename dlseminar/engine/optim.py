@@ -1,6 +1,7 @@
 """Optimizers (registered) and the learning-rate schedule."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -55,32 +56,36 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     return entry.fn(model.parameters(), **cfg.section("optim"))
 
 
-# --- learning-rate schedules: factor(progress) with progress in [0, 1] over the run,
-# and the epoch as a float; 'plateau' instead reacts to the monitored metric.
+# --- learning-rate schedules: factor(epoch, progress, **keys) with the epoch as a float and
+# progress in [0, 1] over the run (after warm-up); `keys` are the sched.* keys the builder's
+# signature names (plus lr, optim.lr), which is also what `dlsem config show` says each key is
+# taken by. Each declares how LRSchedule drives it (no branch on names):
+# per_step=False: the factor never changes within a run, so no update after each step;
+# on_plateau=True: LRSchedule.epoch_end also shrinks the lr when the monitored metric stalls.
 
-@SCHEDULES.register("none")
-def _none(s, epoch, progress):
+@SCHEDULES.register("none", per_step=False)
+def _none(epoch, progress):
     """Constant learning rate."""
     return 1.0
 
 
 @SCHEDULES.register("step")
-def _step(s, epoch, progress):
+def _step(epoch, progress, gamma, step_size):
     """Multiply the lr by sched.gamma every sched.step_size epochs."""
-    return s["gamma"] ** (int(epoch) // s["step_size"])
+    return gamma ** (int(epoch) // step_size)
 
 
 @SCHEDULES.register("cosine")
-def _cosine(s, epoch, progress):
+def _cosine(epoch, progress, min_lr, lr):
     """Cosine decay from lr to sched.min_lr over the run."""
-    lo = s["min_lr"] / s["lr"]
+    lo = min_lr / lr
     return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 @SCHEDULES.register("onecycle")
-def _onecycle(s, epoch, progress):
+def _onecycle(epoch, progress, pct_start):
     """One cycle: lr/25 up to lr over sched.pct_start of the run, then down to lr/1e4 (cosine)."""
-    start, end, pct = 1 / 25, 1 / 1e4, s["pct_start"]
+    start, end, pct = 1 / 25, 1 / 1e4, pct_start
     if progress < pct:
         t = progress / pct
         return start + (1 - start) * 0.5 * (1 - math.cos(math.pi * t))
@@ -88,10 +93,10 @@ def _onecycle(s, epoch, progress):
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-@SCHEDULES.register("plateau")
-def _plateau(s, epoch, progress):
+@SCHEDULES.register("plateau", per_step=False, on_plateau=True)
+def _plateau(epoch, progress, factor, patience, min_lr):
     """Multiply the lr by sched.factor when the monitored metric stalls for sched.patience epochs."""
-    return 1.0  # the plateau scale is applied by LRSchedule.epoch_end
+    return 1.0  # the plateau scale is applied by LRSchedule.epoch_end (which reads these keys)
 
 
 class LRSchedule:
@@ -104,18 +109,21 @@ class LRSchedule:
     def __init__(self, optimizer, cfg, steps_per_epoch: int, epochs: int):
         self.opt = optimizer
         self.s = dict(cfg.section("sched"), lr=cfg["optim.lr"])
-        self.fn = SCHEDULES.get(self.s["name"]).fn
+        entry = SCHEDULES.get(self.s["name"])
+        self.fn, self.on_plateau = entry.fn, entry.meta.get("on_plateau", False)
+        names = list(inspect.signature(entry.fn).parameters)[2:]  # after epoch, progress
+        self.keys = {k: self.s[k] for k in names}
         self.base = [g["lr"] for g in optimizer.param_groups]
         self.spe, self.epochs = steps_per_epoch, epochs
         self.warmup = self.s["warmup_epochs"] * steps_per_epoch
-        self.per_step = self.s["name"] not in ("none", "plateau") or self.warmup > 0
+        self.per_step = entry.meta.get("per_step", True) or self.warmup > 0
         self.step_count, self.scale, self.best, self.bad = 0, 1.0, None, 0
         self._apply()
 
     def factor(self) -> float:
         n = self.step_count
         total = max(self.spe * self.epochs - self.warmup, 1)
-        f = self.fn(self.s, n / self.spe, max(n - self.warmup, 0) / total) * self.scale
+        f = self.fn(n / self.spe, max(n - self.warmup, 0) / total, **self.keys) * self.scale
         if self.warmup > 0 and n < self.warmup:
             f *= (n + 1) / (self.warmup + 1)
         return f
@@ -132,7 +140,7 @@ class LRSchedule:
 
     def epoch_end(self, value: float | None, mode: str) -> None:
         """Plateau bookkeeping with the epoch's monitored value; keeps step_count in sync."""
-        if self.s["name"] == "plateau" and value is not None and math.isfinite(value):
+        if self.on_plateau and value is not None and math.isfinite(value):
             better = self.best is None or (value < self.best if mode == "min" else value > self.best)
             if better:
                 self.best, self.bad = value, 0

@@ -39,7 +39,7 @@ def _small_head(num_outputs: int, dropout: float) -> nn.Sequential:
     )
 
 
-@MODELS.register("alexnet")
+@MODELS.register("alexnet", backbone="features")
 def alexnet(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """AlexNet (torchvision); stem small: 3x3 conv1, fewer pools, 512-wide classifier."""
     c, h, w = image_shape(in_shape, "alexnet")

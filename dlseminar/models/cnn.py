@@ -26,7 +26,7 @@ def _pool(kind: str) -> nn.Module:
     return nn.MaxPool2d(2) if kind == "max" else nn.AvgPool2d(2)
 
 
-@MODELS.register("cnn")
+@MODELS.register("cnn", backbone="sequential")
 def cnn(in_shape, num_outputs, output_kind, widths=(8, 16), pool="max", activation="auto", batch_norm=False,
         dropout=0.0, init="default"):
     """Small CNN (the lesson's): conv3x3 -> relu -> 2x2 pool per model.widths, then one linear layer."""

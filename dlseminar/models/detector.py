@@ -35,7 +35,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign
 
 from ..errors import ConfigError
-from ..registry import MODELS
+from ..registry import MODELS, backbones, suggest
 from .pretrained import image_shape
 
 ROI_SIZE = 7  # RoI align output (7 x 7 per region, as in the paper's VGG-16 head)
@@ -115,19 +115,17 @@ def _resnet_body(model) -> tuple[nn.Sequential, list[str]]:
     return nn.Sequential(OrderedDict((n, getattr(model, n)) for n in names)), names[4:]
 
 
-# Which part of each zoo family is the detector's backbone (no if/elif over names).
-BODIES = {"cnn": _sequential_body, "resnet": _resnet_body, "vgg": lambda m: _sequential_body(m.features),
-          "alexnet": lambda m: _sequential_body(m.features)}
-BACKBONES = ("cnn", "resnet18", "resnet34", "resnet50", "alexnet",
-             *[f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")])
+# How to cut a zoo model down to its convolutional part. A zoo model offers itself as a detector
+# backbone by naming one of these in its registration (MODELS.register("resnet18", backbone="resnet")),
+# so model.backbone's choices are read from the model registry (registry.backbones()).
+BODIES = {"sequential": _sequential_body, "resnet": _resnet_body, "features": lambda m: _sequential_body(m.features)}
 
 
 def _zoo_body(name: str, shape, options: dict) -> tuple[nn.Module, list[str]]:
     """The zoo model `name` built for a `shape` input, cut down to its convolutional part."""
-    if name not in BACKBONES:
-        from ..registry import suggest
-
-        raise ConfigError(f"model.backbone {name!r} is not one of {', '.join(BACKBONES)}{suggest(name, BACKBONES)}")
+    names = backbones()
+    if name not in names:
+        raise ConfigError(f"model.backbone {name!r} is not one of {', '.join(names)}{suggest(name, names)}")
     entry = MODELS.get(name)
     params = inspect.signature(entry.fn).parameters
     if options.get("pretrained") and "pretrained" not in params:
@@ -135,8 +133,7 @@ def _zoo_body(name: str, shape, options: dict) -> tuple[nn.Module, list[str]]:
                           f"use resnet*, vgg* or alexnet, or set model.pretrained=false")
     classifier = entry.fn(in_shape=shape, num_outputs=1, output_kind="scores",
                           **{k: v for k, v in options.items() if k in params})
-    family = next(f for f in BODIES if name.startswith(f))
-    return BODIES[family](classifier)
+    return BODIES[entry.meta["backbone"]](classifier)
 
 
 def build_detector(in_shape, num_outputs: int, output_kind: str, name: str, backbone: str, fpn: bool, fpn_width: int,

@@ -38,19 +38,19 @@ def _resnet(arch: str, in_shape, num_outputs: int, stem: str, pretrained: bool, 
     return model
 
 
-@MODELS.register("resnet18")
+@MODELS.register("resnet18", backbone="resnet")
 def resnet18(in_shape, num_outputs, output_kind, stem="auto", pretrained=False, init="default"):
     """ResNet-18 (torchvision); stem small: 3x3 stride-1 conv1, no max-pool (CIFAR-style)."""
     return _resnet("resnet18", in_shape, num_outputs, stem, pretrained, init)
 
 
-@MODELS.register("resnet34")
+@MODELS.register("resnet34", backbone="resnet")
 def resnet34(in_shape, num_outputs, output_kind, stem="auto", pretrained=False, init="default"):
     """ResNet-34 (torchvision); stem small: 3x3 stride-1 conv1, no max-pool (CIFAR-style)."""
     return _resnet("resnet34", in_shape, num_outputs, stem, pretrained, init)
 
 
-@MODELS.register("resnet50")
+@MODELS.register("resnet50", backbone="resnet")
 def resnet50(in_shape, num_outputs, output_kind, stem="auto", pretrained=False, init="default"):
     """ResNet-50, bottleneck blocks (torchvision); stem small: 3x3 stride-1 conv1, no max-pool."""
     return _resnet("resnet50", in_shape, num_outputs, stem, pretrained, init)

@@ -73,49 +73,49 @@ def _vgg(arch: str, in_shape, num_outputs: int, dropout: float, stem: str, pretr
     return model
 
 
-@MODELS.register("vgg11")
+@MODELS.register("vgg11", backbone="features")
 def vgg11(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """VGG-11 (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
     return _vgg("vgg11", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
-@MODELS.register("vgg13")
+@MODELS.register("vgg13", backbone="features")
 def vgg13(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """VGG-13 (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
     return _vgg("vgg13", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
-@MODELS.register("vgg16")
+@MODELS.register("vgg16", backbone="features")
 def vgg16(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """VGG-16 (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
     return _vgg("vgg16", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
-@MODELS.register("vgg19")
+@MODELS.register("vgg19", backbone="features")
 def vgg19(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """VGG-19 (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
     return _vgg("vgg19", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
-@MODELS.register("vgg11_bn")
+@MODELS.register("vgg11_bn", backbone="features")
 def vgg11_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """VGG-11 with batch norm (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
     return _vgg("vgg11_bn", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
-@MODELS.register("vgg13_bn")
+@MODELS.register("vgg13_bn", backbone="features")
 def vgg13_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """VGG-13 with batch norm (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
     return _vgg("vgg13_bn", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
-@MODELS.register("vgg16_bn")
+@MODELS.register("vgg16_bn", backbone="features")
 def vgg16_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """VGG-16 with batch norm (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
     return _vgg("vgg16_bn", in_shape, num_outputs, dropout, stem, pretrained, init)
 
 
-@MODELS.register("vgg19_bn")
+@MODELS.register("vgg19_bn", backbone="features")
 def vgg19_bn(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """VGG-19 with batch norm (torchvision); stem small: fewer pools, global pool, 512-wide classifier."""
     return _vgg("vgg19_bn", in_shape, num_outputs, dropout, stem, pretrained, init)

@@ -22,11 +22,11 @@ def _csv(path):
 
 
 def _build(name, shape=SHAPE, classes=4):
-    from dlseminar import registry
+    from dlseminar import catalog
     from dlseminar.config import resolve
     from dlseminar.models import build_model
 
-    registry.load_all()
+    catalog.load_all()
     return build_model(resolve(sets=[f"model.name={name}"]), shape, classes, "scores")
 
 
@@ -123,10 +123,10 @@ def test_default_models_are_the_registrys_image_classifiers():
     flat feature vector, found by building each one: the zoo's default list cannot drift from the registry."""
     import torch
 
-    from dlseminar import registry, zoo
+    from dlseminar import catalog, registry, zoo
     from dlseminar.errors import ConfigError
 
-    registry.load_all()
+    catalog.load_all()
     expected = []
     for name in registry.MODELS.names():
         try:

@@ -172,7 +172,7 @@ IN_PROCESS = [
      {"new/last.pt": True, "new/summary.json": False}),
     ("train-sigint-mid-epoch", None, NEW3, on_call("dlseminar.tasks.base:Task", "training_step", kill(signal.SIGINT), 12),
      130, (), (), {"new/last.pt": True}),
-    ("train-sigterm-drawing-plots", None, NEW3_PLOTS, on_call("dlseminar.plots", "curves", kill(signal.SIGTERM)), 143,
+    ("train-sigterm-drawing-plots", None, NEW3_PLOTS, on_call("dlseminar.viz.curves", "curves", kill(signal.SIGTERM)), 143,
      (), (), {"new/last.pt": True, "new/plots/curves.png": False, "new/summary.json": False}),
     ("train-sigint-writing-summary", None, NEW3, at_fsync("summary.json", kill(signal.SIGINT)), 130, (), (),
      {"new/summary.json": False}),

@@ -76,7 +76,7 @@ def test_save_writes_temp_in_the_same_folder(tmp_path, monkeypatch):
         assert os.path.getsize(src) > 0  # fully written before the rename
         return real(src, dst)
 
-    monkeypatch.setattr(ck.os, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     ck.save(valid(), tmp_path / "a.pt")
     assert os.path.dirname(seen["src"]) == str(tmp_path)
     assert os.path.basename(seen["src"]).startswith(ck.TMP_PREFIX + "a.pt.")

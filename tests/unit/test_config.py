@@ -440,7 +440,8 @@ def test_huge_integer_for_float_key_is_config_error(item):
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_recipe_in_configs_resolves(path):
     """A typo in a shipped recipe would be a user's first error: each one must pass the schema."""
-    from dlseminar.registry import DATASETS, MODELS, load_all
+    from dlseminar.catalog import load_all
+    from dlseminar.registry import DATASETS, MODELS
 
     load_all()
     cfg = resolve(path)

@@ -320,7 +320,8 @@ def _batch(kind: str, k: int):
 
 @pytest.mark.parametrize("classes", [2, 3, 6])
 def test_every_task_declares_exactly_the_metrics_it_computes(classes):
-    from dlseminar.registry import TASKS, load_all
+    from dlseminar.catalog import load_all
+    from dlseminar.registry import TASKS
     from dlseminar.tasks import build_task
 
     load_all()
@@ -348,7 +349,7 @@ def test_every_task_declares_exactly_the_metrics_it_computes(classes):
     ("detection", ["early_stop.monitor=val/recall"], "val/recall", "max"),
 ])
 def test_monitor_direction_comes_from_the_task(kind, sets, monitor, mode):
-    from dlseminar.registry import load_all
+    from dlseminar.catalog import load_all
     from dlseminar.tasks import build_task
 
     load_all()
@@ -365,7 +366,7 @@ def test_monitor_direction_comes_from_the_task(kind, sets, monitor, mode):
     ("segmentation", 3, "test/miou", "is not a metric of the segmentation task"),
 ])
 def test_unknown_monitor_lists_the_task_metrics(kind, classes, monitor, words):
-    from dlseminar.registry import load_all
+    from dlseminar.catalog import load_all
     from dlseminar.tasks import build_task
 
     load_all()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.datasets import build_data
 from dlseminar.datasets.csv_reader import number, read_csv
 from dlseminar.errors import DataError
 
-registry.load_all()
+catalog.load_all()
 
 
 def write(tmp_path, text, name="d.csv", encoding="utf-8"):

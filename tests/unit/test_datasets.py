@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.datasets import TensorLoader, build_data
 from dlseminar.errors import ConfigError, DataError
 from dlseminar.registry import DATASETS
 
-registry.load_all()
+catalog.load_all()
 
 
 def _reads_files(name):

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.datasets import build_data
 from dlseminar.datasets.detection import DetAugment, DetImages, shapes_det, split_det, target
 from dlseminar.errors import ConfigError, DataError
 from dlseminar.models import build_model
 from dlseminar.registry import DATASETS, MODELS
-from dlseminar.tasks.detection import DetMetrics
+from dlseminar.tasks.detection.task import DetMetrics
 
-registry.load_all()
+catalog.load_all()
 
 
 def det_cfg(*sets):

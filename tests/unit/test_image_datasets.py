@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.datasets import build_data
 from dlseminar.errors import ConfigError, DataError
 
-registry.load_all()
+catalog.load_all()
 
 
 # --------------------------------------------------------------------------- writers (real formats)

@@ -8,15 +8,15 @@ import warnings
 import pytest
 import torch
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.datasets import DataInfo
 from dlseminar.errors import ConfigError
 from dlseminar.registry import LOSSES
 from dlseminar.tasks import build_task
-from dlseminar.tasks.classification import Classification
-from dlseminar.tasks.regression import Regression
+from dlseminar.tasks.classification.task import Classification
+from dlseminar.tasks.regression.task import Regression
 
-registry.load_all()
+catalog.load_all()
 
 
 def cls_task(loss="auto", classes=2, *sets):

@@ -167,7 +167,7 @@ def test_slow_step_note(capsys):
 # --------------------------------------------------------------------------- many-class plots
 
 def test_most_confused_takes_the_largest_off_diagonal_pairs():
-    from dlseminar.plots import most_confused
+    from dlseminar.tasks.classification.plots import most_confused
 
     true_c, pred_c = np.array([0, 3, 5, 9, 8]), np.array([0, 7, 5, 2, 1])
     counts = np.array([50, 9, 40, 4, 1])  # the diagonal (0->0, 5->5) never counts
@@ -179,7 +179,7 @@ def test_most_confused_takes_the_largest_off_diagonal_pairs():
 def test_confusion_figure_size_is_capped(tmp_path, k, size):
     from PIL import Image
 
-    from dlseminar import plots
+    from dlseminar.tasks.classification import plots
 
     g = torch.Generator().manual_seed(0)
     y = torch.arange(10 * k) % k

@@ -5,14 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.errors import ConfigError
 from dlseminar.models import build_model
 from dlseminar.models.layers import Maxout, activation, init_weights
 from dlseminar.models.perceptron import Perceptron
 from dlseminar.registry import MODELS
 
-registry.load_all()
+catalog.load_all()
 # models that map a tensor batch to a tensor; detectors (box lists) are tested in test_detection.py
 PLAIN = [n for n in MODELS.names() if "detections" not in MODELS.get(n).meta.get("outputs", ())]
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "identity"]

@@ -11,7 +11,7 @@ import torch
 
 from dlseminar.config import resolve
 from dlseminar.engine import amp
-from dlseminar.engine.trainer import _compile_error
+from dlseminar.engine.net import compile_error as _compile_error
 from dlseminar.errors import ConfigError
 from dlseminar.run import train
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from dlseminar import config, registry
+from dlseminar import catalog, config, registry
 from dlseminar.errors import ConfigError
 from dlseminar.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, TASKS, Registry, suggest
 
-registry.load_all()
+catalog.load_all()
 ALL = {"model": MODELS, "dataset": DATASETS, "loss": LOSSES, "optimizer": OPTIMIZERS, "task": TASKS,
        "lr schedule": SCHEDULES}
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import metrics_rows, read_summary
-from dlseminar import config, registry, run
+from dlseminar import catalog, config, run
 from dlseminar.datasets.base import split_indices
 from dlseminar.datasets.tabular import diabetes
 from dlseminar.models.perceptron import Perceptron
 
-registry.load_all()
+catalog.load_all()
 QUIET = ["--set", "logging.plots=false", "--set", "checkpoint.min_interval_s=0"]
 # Batch gradient descent run to convergence, the final weights kept: the least-squares solution. The
 # defaults (Adam 1e-3, 30 epochs of batches of 32, best-val weights restored) stop well short of it.

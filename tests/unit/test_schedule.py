@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.engine.optim import LRSchedule, build_optimizer
 from dlseminar.errors import ConfigError
 from dlseminar.registry import OPTIMIZERS
 
-registry.load_all()
+catalog.load_all()
 LR = 0.1
 
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.datasets import build_data
 from dlseminar.datasets.seg_folder import seg_folder
 from dlseminar.datasets.voc import VOC_CLASSES, voc_seg
 from dlseminar.errors import DataError
 
-registry.load_all()
+catalog.load_all()
 
 PALETTE = [0, 0, 0, 220, 20, 60, 30, 144, 255, 250, 170, 30]  # 4 class colours, as an annotation tool saves them
 

@@ -9,15 +9,15 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, jaccard_score
 
-from dlseminar import config, registry
+from dlseminar import catalog, config
 from dlseminar.datasets import DataInfo, build_data
 from dlseminar.datasets.segmentation import shapes_seg
 from dlseminar.errors import ConfigError
 from dlseminar.registry import TASKS
 from dlseminar.tasks import build_task
-from dlseminar.tasks.segmentation import SegMetrics
+from dlseminar.tasks.segmentation.task import SegMetrics
 
-registry.load_all()
+catalog.load_all()
 C = 5
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..registry import TASKS
-from .base import Task
+from ...registry import TASKS
+from ..base import Task
+from ..confusion import confusion_counts
 
 
 class ConfusionMetrics:
@@ -13,14 +14,14 @@ class ConfusionMetrics:
 
     def __init__(self, task, device):
         self.task, self.k = task, max(task.info.num_classes, 2)
-        self.cm = torch.zeros(self.k * self.k, dtype=torch.int64, device=device)
+        self.cm = torch.zeros(self.k, self.k, dtype=torch.int64, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.top5 = torch.zeros((), dtype=torch.int64, device=device) if self.k >= 5 else None
         self.n = 0
 
     def update(self, out, y, loss) -> None:
         pred = self.task.labels(out)
-        self.cm += torch.bincount(y * self.k + pred, minlength=self.k * self.k)
+        self.cm += confusion_counts(y, pred, self.k)
         if self.top5 is not None:
             self.top5 += out.topk(5, 1).indices.eq(y[:, None]).any(1).sum()
         self.loss_sum += loss.detach().double() * len(y)
@@ -28,7 +29,7 @@ class ConfusionMetrics:
 
     def matrix(self) -> torch.Tensor:
         """(true, predicted) counts."""
-        return self.cm.view(self.k, self.k).cpu()
+        return self.cm.cpu()
 
     def compute(self) -> dict[str, float]:
         cm = self.matrix().double()
@@ -115,7 +116,8 @@ class Classification(Task):
         return ["class", "support", "precision", "recall", "f1"], rows
 
     def plots(self, folder, model, data, device):
-        from .. import plots
+        from ...boundary import decision_boundary
+        from . import plots
 
         written = []
         split = "test" if "test" in data.splits else "val"
@@ -128,7 +130,7 @@ class Classification(Task):
         plots.confusion(folder / "confusion_matrix.png", y, pred, self.info.class_names, split)
         written.append("confusion_matrix.png")
         if data.info.in_shape == (2,):
-            plots.decision_boundary(folder / "decision_boundary.png", model, self, data, device)
+            decision_boundary(folder / "decision_boundary.png", model, self, data, device)
             written.append("decision_boundary.png")
         if len(data.info.in_shape) == 3:
             if plots.mistakes(folder / "mistakes.png", X, y, pred, self.info.class_names, data.stats):
@@ -147,7 +149,7 @@ class Classification(Task):
     def write_prediction(self, folder, index, stem, x, output, result, data):
         from pathlib import Path
 
-        from .. import plots
+        from . import plots
 
         name = f"{index:04d}_{Path(result['image']).stem}.png"
         plots.annotated(folder / name, x, result, float(data.stats.get("scale", 255.0)))

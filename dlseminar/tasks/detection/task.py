@@ -19,9 +19,9 @@ import math
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..registry import TASKS
-from .base import Task
+from ...errors import ConfigError
+from ...registry import TASKS
+from ..base import Task
 
 # torchvision's loss names -> ours (the order is the order in metrics.csv)
 PARTS = {"loss_objectness": "rpn_objectness", "loss_rpn_box_reg": "rpn_box", "loss_classifier": "cls",
@@ -194,7 +194,7 @@ class Detection(Task):
     def plots(self, folder, model, data, device):
         """detections.png (val images: ground truth beside predictions) and stages.png (one image's
         proposals, scored regions before NMS, detections after NMS, and warped proposal regions)."""
-        from .. import plots
+        from . import plots
 
         split = "val" if "val" in data.splits else "test"
         images, targets = data.splits[split]
@@ -219,7 +219,7 @@ class Detection(Task):
             with torch.inference_mode():
                 st = stages(norm(images[pick]))
             st = {k: ({kk: vv.cpu() for kk, vv in v.items()} if isinstance(v, dict) else v.cpu()) for k, v in st.items()}
-            plots.detection_stages(folder / "stages.png", images[pick], st, names, scale, SHOW_SCORE)
+            plots.stages(folder / "stages.png", images[pick], st, names, scale, SHOW_SCORE)
             written.append("stages.png")
         return written
 
@@ -238,7 +238,7 @@ class Detection(Task):
 
     def write_prediction(self, folder, index, stem, x, output, result, data):
         """<stem>_boxes.png: the image with its detections drawn (class and score)."""
-        from .. import plots
+        from . import plots
 
         path = folder / f"{stem}_boxes.png"
         plots.boxes_image(path, x, output, self.info.class_names, float(data.stats.get("scale", torch.tensor(255.0))))

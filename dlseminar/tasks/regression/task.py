@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..registry import TASKS
-from .base import Task
+from ...registry import TASKS
+from ..base import Task
 
 
 class RegressionMetrics:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..engine.losses import IGNORE
-from ..registry import TASKS
-from .base import Task
+from ...engine.losses import IGNORE
+from ...registry import TASKS
+from ..base import Task
+from ..confusion import confusion_counts
 
 
 class SegMetrics:
@@ -21,7 +22,7 @@ class SegMetrics:
 
     def __init__(self, num_classes: int, device):
         self.k = num_classes
-        self.cm = torch.zeros(self.k * self.k, dtype=torch.int64, device=device)
+        self.cm = torch.zeros(self.k, self.k, dtype=torch.int64, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.n = 0
 
@@ -29,14 +30,14 @@ class SegMetrics:
         """out: scores (B, C, H, W); y: masks (B, H, W) with 255 = ignore."""
         pred = out.argmax(1)  # (B, H, W)
         valid = y != IGNORE
-        self.cm += torch.bincount(y[valid] * self.k + pred[valid], minlength=self.k * self.k)
+        self.cm += confusion_counts(y[valid], pred[valid], self.k)
         if loss is not None:
             self.loss_sum += loss.detach().double() * len(y)
         self.n += len(y)
 
     def matrix(self) -> torch.Tensor:
         """(true, predicted) pixel counts."""
-        return self.cm.view(self.k, self.k).cpu()
+        return self.cm.cpu()
 
     def per_class(self) -> dict[str, torch.Tensor]:
         cm = self.matrix().double()
@@ -91,13 +92,13 @@ class Segmentation(Task):
 
     def colors(self, data):
         """(K, 3) uint8 class colours: the dataset's palette (palette masks) or a fixed colormap."""
-        from .. import plots
+        from ...viz.images import class_colors
 
-        return plots.class_colors(self.info.num_classes, getattr(data, "palette", None))
+        return class_colors(self.info.num_classes, getattr(data, "palette", None))
 
     def plots(self, folder, model, data, device):
         """predictions.png: up to 6 validation images, their true and their predicted masks."""
-        from .. import plots
+        from . import plots
 
         split = "val" if "val" in data.splits else "test"
         X, y = (t[:6] for t in data.splits[split])
@@ -106,8 +107,8 @@ class Segmentation(Task):
         with torch.inference_mode():
             x = X.to(device)
             pred = self.predict(model, x if transform is None else transform(x)).argmax(1).cpu()
-        plots.seg_predictions(folder / "predictions.png", X, y, pred, self.info.class_names, self.colors(data),
-                              float(data.stats.get("scale", 255.0)), split)
+        plots.predictions(folder / "predictions.png", X, y, pred, self.info.class_names, self.colors(data),
+                          float(data.stats.get("scale", 255.0)), split)
         return ["predictions.png"]
 
     # -- dlsem predict: one class per pixel of each image at its own size (U-Net pads and crops)
@@ -129,7 +130,8 @@ class Segmentation(Task):
         them in colour) and <stem>_overlay.png (the classes' colours blended on the image)."""
         from PIL import Image
 
-        from .. import plots
+        from ...viz.images import rgb_uint8
+        from . import plots
 
         colors = self.colors(data)
         mask = output.argmax(0).to(torch.uint8).numpy()  # (H, W), the input's own size
@@ -137,7 +139,7 @@ class Segmentation(Task):
         im.putpalette(colors.flatten().tolist() + [0] * (768 - colors.size))  # 256 entries: an 8-bit PNG, as VOC's
         paths = {"mask": folder / f"{stem}_mask.png", "overlay": folder / f"{stem}_overlay.png"}
         im.save(paths["mask"])
-        rgb = plots.seg_overlay(plots.rgb_uint8(x, float(data.stats.get("scale", 255.0))), mask, colors)
+        rgb = plots.overlay(rgb_uint8(x, float(data.stats.get("scale", 255.0))), mask, colors)
         Image.fromarray(rgb, "RGB").save(paths["overlay"])
         return {k: str(v) for k, v in paths.items()}
 

@@ -1,0 +1,165 @@
+"""The run summary: what `dlsem train` writes to runs/<name>/summary.json, as a typed record.
+
+`run.py` builds one at the end of a run; `compare`, `report`, `sweep`, `zoo` and the CLI read its
+fields as attributes. `to_json()` writes exactly the file `dlsem train` has always written (same
+keys, same order, same values), and `from_json()` reads today's files and older ones: a key a
+file lacks is None (or an empty dict), a key this class does not declare is kept in `extra`, so a
+summary read and written again is the same file, byte for byte.
+
+Types are not checked here: `runfiles.read_summary` is the strict reader of files a user may
+have edited; this class only gives the keys names. `print_summary` is what `dlsem train` prints
+at the end of a run (and a sweep into each member's train.log).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+# the keys every run writes, in the order it writes them (rank 0 at the end of `_fit`)
+CORE = ("name", "task", "model", "dataset", "loss", "optimizer", "device", "params", "epochs_run", "best_epoch",
+        "patience", "stopped_early", "stop_reason", "monitor", "mode", "best", "test", "test_details",
+        "test_checkpoint", "restored_best", "seconds", "processes")
+
+
+@dataclass(eq=True)
+class RunSummary(MutableMapping):
+    """One run's summary.json. The optional parts after `processes` are added by observers and models
+    (training health, a perceptron's weights, the plots drawn) and are None when the run has none.
+
+    It is also a mapping over its summary.json keys, for the observers and plots that add to the
+    summary by key and for Python callers of `run.train` that index it like the file."""
+
+    name: str | None = None
+    task: str | None = None
+    model: str | None = None
+    dataset: str | None = None
+    loss: str | None = None
+    optimizer: str | None = None
+    device: str | None = None
+    params: int | None = None
+    epochs_run: int | None = None
+    best_epoch: int | None = None  # None: no epoch had a finite monitor
+    patience: int | None = None
+    stopped_early: bool | None = None
+    stop_reason: str | None = None
+    monitor: str | None = None  # e.g. "val/acc"
+    mode: str | None = None  # "min" or "max"; read it through direction()
+    best: dict = field(default_factory=dict)  # val/... metrics at the best epoch
+    test: dict = field(default_factory=dict)  # test/... metrics with the weights tested
+    test_details: dict | None = None  # {"columns": [...], "rows": [[...], ...]}: the per-class table
+    test_checkpoint: str | None = None  # "best.pt" or "last.pt"
+    restored_best: bool | None = None
+    seconds: float | None = None
+    processes: int | None = None
+    health: dict | None = None  # the health observer's per-epoch lists (train.health)
+    weights: dict | list | None = None  # a perceptron's {"w0", "w"} in original units (one per output: a list)
+    plots: list | None = None  # files under the run directory: "plots/curves.png", the boundary GIF, ...
+    extra: dict = field(default_factory=dict)  # keys this class does not know (newer or hand-added)
+    # summary.json's keys in the order they were read or first set, as the dict it replaces kept them
+    _order: list | None = field(default=None, repr=False, compare=False)
+
+    # ---------------------------------------------------------------- JSON
+    def to_dict(self) -> dict:
+        """The summary.json object: the keys in the order they were read (or written by a run)."""
+        return {k: self[k] for k in self._keys()}
+
+    def to_json(self) -> str:
+        """The text of summary.json (values JSON cannot hold, written as text as before)."""
+        return json.dumps(self.to_dict(), indent=2, default=str) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunSummary:
+        """A summary from a summary.json object, of any age: missing keys take their defaults."""
+        return cls(**{k: v for k, v in d.items() if k in FIELDS},
+                   extra={k: v for k, v in d.items() if k not in FIELDS}, _order=list(d))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSummary:
+        """A summary from the text of a summary.json (a JSON object)."""
+        return cls.from_dict(json.loads(text))
+
+    # ---------------------------------------------------------------- reading
+    def direction(self, configured: str | None = None) -> str:
+        """"min" or "max": which way the monitor improves.
+
+        Runs record the Task's mode in `mode`. Summaries written before it was recorded fall back to
+        the rule the Trainer used then: the run's configured early_stop.mode, else min for losses and
+        errors, max otherwise. This is the only place that still guesses from a name."""
+        if self.mode in ("min", "max"):
+            return self.mode
+        if configured in ("min", "max"):
+            return configured
+        monitor = self.monitor or ""
+        return "min" if monitor.endswith("loss") or monitor.split("/")[-1] in ("mse", "mae", "rmse") else "max"
+
+    # ---------------------------------------------------------------- the mapping over summary.json keys
+    def __post_init__(self):
+        if self._order is None:  # built by a run: CORE, then the optional parts given, in declaration order
+            self._order = list(CORE) + [n for n in FIELDS if n not in CORE and getattr(self, n) != _default(n)]
+
+    def __setattr__(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+        order = self.__dict__.get("_order")  # None while __init__ runs
+        if order is not None and name in FIELDS and name not in order:
+            order.append(name)
+
+    def _keys(self) -> list[str]:
+        keys = [k for k in self._order if k in FIELDS or k in self.extra]
+        return keys + [k for k in self.extra if k not in keys]
+
+    def __getitem__(self, key: str):
+        if key not in self._keys():
+            raise KeyError(key)
+        return self.extra[key] if key in self.extra else getattr(self, key)
+
+    def __setitem__(self, key: str, value) -> None:
+        if key in FIELDS:
+            setattr(self, key, value)
+        else:
+            self.extra[key] = value
+        if key not in self._order:
+            self._order.append(key)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._keys():
+            raise KeyError(key)
+        if key in self.extra:
+            del self.extra[key]
+        else:
+            setattr(self, key, _default(key))
+        if key in self._order:
+            self._order.remove(key)
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+
+# the summary.json keys the class declares, in order
+FIELDS = tuple(f.name for f in fields(RunSummary) if f.name not in ("extra", "_order"))
+
+
+def _default(name: str):
+    f = RunSummary.__dataclass_fields__[name]
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def print_summary(run_dir: Path, s: RunSummary) -> None:
+    """What `dlsem train` prints when a run ends (a sweep writes the same into each member's train.log)."""
+    from rich.markup import escape
+
+    from .streams import console
+
+    c = console(highlight=False)
+    c.print(f"[bold]{s.stop_reason}[/bold]; best epoch {s.best_epoch} of {s.epochs_run}"
+            + (" (best weights restored)" if s.restored_best else ""))
+    for part, metrics in (("best", s.best), ("test", s.test)):
+        if metrics:
+            c.print(f"{part:5s} " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if s.weights is not None:
+        c.print(f"weights (original units): {s.weights}")
+    c.print(f"run directory: {escape(str(run_dir))}  ({s.seconds:.1f}s)")

@@ -1,0 +1,2 @@
+"""Classification: the task (task.py) and its plots (plots.py)."""
+from . import task  # noqa: F401  (registers the task)
