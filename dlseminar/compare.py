@@ -4,7 +4,7 @@ A row per run: its status (finished, diverged: the engine's stop_reason says so,
 interrupted, unfinished), the monitored metric at its best epoch and the test counterpart, its
 settings. Ranking: finished runs by the common monitor in its direction (the Trainer's rule: max
 for accuracies, min for losses and errors), then diverged runs, then the rest. Written as a rich
-table, a CSV and plots/compare.png (plots.compare: overlaid learning curves).
+table, a CSV and plots/compare.png (viz/compare.py: overlaid learning curves).
 """
 from __future__ import annotations
 
