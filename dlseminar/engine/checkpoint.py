@@ -25,8 +25,8 @@ def save(obj: dict, path: str | Path) -> None:
     """
     path = Path(path)
     try:
-        with io.atomic_path(path) as tmp:  # removed on any failure; the old file is kept
-            torch.save(obj, tmp)
+        with io.atomic_open(path, "wb") as f:  # the temp file is removed on any failure; the old file is kept
+            torch.save(obj, f)
     except (OSError, RuntimeError) as e:  # disk full, quota, file too large: torch's zip writer raises RuntimeError
         raise CheckpointError(_write_failed(path, e)) from None
 

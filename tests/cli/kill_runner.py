@@ -67,13 +67,13 @@ def main() -> None:
 
         ckpt.torch.save = half_save
     elif where == "replace":
-        real_replace = ckpt.os.replace
+        real_replace = os.replace
 
         def replace(a, b):
             real_replace(a, b)
             hit()
 
-        ckpt.os.replace = replace
+        os.replace = replace
     else:
         raise SystemExit(f"unknown kill point {where!r}")
 
@@ -105,7 +105,7 @@ def _count_everything(hit) -> None:
     Task.training_step = before(Task.training_step)
     Task.eval_step = before(Task.eval_step)
     ckpt.torch.save = before(ckpt.torch.save)
-    ckpt.os.replace = after(ckpt.os.replace)
+    os.replace = after(os.replace)
     MetricsCSV.commit = after(MetricsCSV.commit)
 
 
