@@ -25,13 +25,6 @@ class Group:
     def __init__(self):
         self.loss, self.n, self.bad = None, 0, False
 
-    def add(self, bad: bool, loss_sum: float, n: int) -> None:
-        if bad:
-            self.bad = True
-        else:
-            self.loss = loss_sum if self.loss is None else self.loss + loss_sum
-            self.n += n
-
 
 class Step:
     """The settings one epoch's optimizer steps share (built by Trainer.train_epoch from its own).
@@ -54,16 +47,16 @@ class Step:
         Returns (its loss is not finite, it completes an optimizer step, a signal on any rank:
         DDP only). A batch whose loss is not finite, or one after it in the group, gets no backward.
         """
-        k, dist, last = self.k, self.dist, self.last
+        k, dist, last, cast, penalty = self.k, self.dist, self.last, self.cast, self.penalty
         end = k == 1 or (i + 1) % k == 0 or i == last
         if self.ddp is not None:
             self.ddp.require_backward_grad_sync = end  # DDP's no_sync(): all-reduce gradients once per step
-        if self.cast is None:
+        if cast is None:
             loss, n = self.task.training_step(self.net, batch)
         else:
-            with torch.autocast(self.cast[0], dtype=self.cast[1]):
+            with torch.autocast(cast[0], dtype=cast[1]):
                 loss, n = self.task.training_step(self.net, batch)
-        pen = self.penalty() if self.penalty is not None else None
+        pen = penalty() if penalty is not None else None
         total = loss if pen is None else loss + pen
         stop = False
         if dist is None:
@@ -81,8 +74,13 @@ class Step:
                 total = loss * (n * dist.world / step_n) + (0.0 if pen is None else pen)
             if k > 1:
                 total = total / min(k, last + 1 - i + i % k)  # batches in this step
-            (total if self.scaler is None else self.scaler.scale(total)).backward()
-        group.add(bad, step_loss, step_n)
+            scaler = self.scaler
+            (total if scaler is None else scaler.scale(total)).backward()
+        if bad:
+            group.bad = True
+        else:  # summed batch by batch in order, as float64
+            group.loss = step_loss if group.loss is None else group.loss + step_loss
+            group.n += step_n
         return bad, end, stop
 
     def update(self, group: Group) -> bool:

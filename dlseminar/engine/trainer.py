@@ -97,30 +97,32 @@ class Trainer(CheckpointPolicy):
         """
         s, every = self.state, self.cfg["checkpoint.every_n_steps"]
         step = self._step(len(loader))
+        backward, update, skip_nan = step.backward, step.update, step.skip_nan  # locals: the loop is hot
+        dist, signals, watchers = self.dist, self.signals, self._step_observers
         self.net.train()
         acc, count = float(s.partial_loss[0]), s.partial_loss[1]  # a Python float64: summed in step order
         group = Group()
         for i, batch in enumerate(loader):
             if i < skip:
                 continue
-            bad, end, stop = step.backward(i, batch, group)
-            if bad and not step.skip_nan:
+            bad, end, stop = backward(i, batch, group)
+            if bad and not skip_nan:
                 s.diverged = f"the training loss is not finite at epoch {s.epoch + 1}, step {i + 1}"
                 s.partial_loss = [acc, count]
                 return False
             if not end:
                 continue
-            stepped = step.update(group)
+            stepped = update(group)
             if stepped:
                 s.step += 1
                 acc += group.loss
                 count += group.n
-                for ob in self._step_observers:  # usually none: no per-step cost
+                for ob in watchers:  # usually none: no per-step cost
                     ob.step_end(s.step, group.loss / max(group.n, 1), self.sched.lr)
             else:
                 s.nan_skips += 1  # the step is dropped: no update, no lr step, no loss counted
             group = Group()
-            stop = stop if self.dist is not None else self.signals.received is not None
+            stop = stop if dist is not None else signals.received is not None
             if stop or (every and stepped and s.step % every == 0):
                 s.partial_loss, s.batch_in_epoch = [acc, count], i + 1
                 if stop:
