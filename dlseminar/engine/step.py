@@ -23,6 +23,10 @@ class Group:
     __slots__ = ("loss", "n", "bad")
 
     def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty again for the next step (one object per epoch: no allocation per step)."""
         self.loss, self.n, self.bad = None, 0, False
 
 
@@ -32,6 +36,9 @@ class Step:
     penalty: a callable giving the L1/L2 term, or None; signals: the Trainer's Signals (DDP reads
     and shares them in agree); batches: the loader's length (where the last group ends).
     """
+
+    __slots__ = ("net", "model", "task", "opt", "sched", "scaler", "cast", "clip", "skip_nan", "k", "dist", "ddp",
+                 "penalty", "device", "signals", "per_step", "last")  # the hot loop reads them every step
 
     def __init__(self, *, net, model, task, opt, sched, scaler, autocast, clip, skip_nan, accumulate, dist, ddp,
                  penalty, device, signals, batches: int):

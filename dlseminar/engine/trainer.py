@@ -121,7 +121,7 @@ class Trainer(CheckpointPolicy):
                     ob.step_end(s.step, group.loss / max(group.n, 1), self.sched.lr)
             else:
                 s.nan_skips += 1  # the step is dropped: no update, no lr step, no loss counted
-            group = Group()
+            group.reset()
             stop = stop if dist is not None else signals.received is not None
             if stop or (every and stepped and s.step % every == 0):
                 s.partial_loss, s.batch_in_epoch = [acc, count], i + 1
