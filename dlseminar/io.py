@@ -234,12 +234,17 @@ def check_dir(path: str | Path, *, option: str = "--out", overwrite: bool = Fals
         if not overwrite:
             raise ConfigError(f"{option} {str(d)!r} already exists and is not empty; pass --overwrite to write "
                               f"{what} into it, or choose another {option}")
-        held = [(p, label) for p, label in inputs if p is not None and Path(p).exists() and inside(p, d)]
+        held = _held_input(d, inputs)
         if held:
-            raise ConfigError(f"{option} {str(d)!r} holds {held[0][1]} ({str(held[0][0])!r}); --overwrite never "
+            raise ConfigError(f"{option} {str(d)!r} holds {held[1]} ({str(held[0])!r}); --overwrite never "
                               f"writes where the inputs are: choose another {option}")
     _check_writable(d, option)
     return d
+
+
+def _held_input(d: Path, inputs: Inputs):
+    """The first (path, label) of `inputs` that exists inside folder d, else None."""
+    return next(((p, label) for p, label in inputs if p is not None and Path(p).exists() and inside(p, d)), None)
 
 
 def check_run_dir(d: str | Path, overwrite: bool, inputs: Inputs = ()) -> Path:
@@ -260,9 +265,9 @@ def check_run_dir(d: str | Path, overwrite: bool, inputs: Inputs = ()) -> Path:
         if not overwrite:
             raise ConfigError(f"run directory {str(d)!r} already exists and is not empty; pass --overwrite or "
                               f"choose another --out")
-        held = [(p, label) for p, label in inputs if p is not None and Path(p).exists() and inside(p, d)]
+        held = _held_input(d, inputs)
         if held:
-            raise ConfigError(f"--out {str(d)!r} holds {held[0][1]} ({str(held[0][0])!r}); --overwrite would clear "
+            raise ConfigError(f"--out {str(d)!r} holds {held[1]} ({str(held[0])!r}); --overwrite would clear "
                               f"it: choose another --out")
         unknown = _unknown_entries(d)
         if unknown:

@@ -73,3 +73,12 @@ def tiny_run(out: Path, kind: str = "xor") -> Path:
             "img": ["data.name=shapes", "model.name=cnn", "data.n_samples=60", "data.image_size=16", "train.epochs=1"]}
     run.train(resolve(sets=[*data[kind], "logging.plots=false", f"out={out}"]))
     return Path(out)
+
+
+def copy_case(src: Path, tmp_path: Path) -> Path:
+    """A fresh copy of a module's prepared folder for one case (cases may damage or add files)."""
+    import shutil
+
+    dst = Path(tmp_path) / "case"
+    shutil.copytree(src, dst)
+    return dst

@@ -14,11 +14,10 @@ copied with a recipe, a note, an empty folder and one PNG into each case's folde
 """
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
-from _harness import hostile, tiny_run
+from _harness import copy_case, hostile, tiny_run
 from PIL import Image
 
 RECIPE = "data:\n  name: xor\n  n_samples: 100\ntrain:\n  epochs: 1\nlogging:\n  plots: false\n"
@@ -41,9 +40,7 @@ def src(tmp_path_factory):
 
 @pytest.fixture
 def root(src, tmp_path):
-    dst = tmp_path / "case"
-    shutil.copytree(src, dst)
-    return dst
+    return copy_case(src, tmp_path)
 
 
 # (id, command line, exit code, words of the error line; on success: words of stdout, files written)

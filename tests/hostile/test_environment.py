@@ -20,7 +20,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import struct
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _harness import hostile
+from _harness import copy_case, hostile
 
 RECIPE = "data:\n  name: xor\n  n_samples: 100\ntrain:\n  epochs: 1\nlogging:\n  plots: false\n"
 PLOTS = ("--set", "logging.plots=true", "--set", "logging.boundary_gif=false")
@@ -54,9 +53,7 @@ def src(tmp_path_factory):
 
 @pytest.fixture
 def root(src, tmp_path):
-    dst = tmp_path / "case"
-    shutil.copytree(src, dst)
-    return dst
+    return copy_case(src, tmp_path)
 
 
 def on_a_terminal(args, cwd: Path, env: dict, timeout: int = 120) -> tuple[int, str]:

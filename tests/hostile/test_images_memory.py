@@ -237,6 +237,8 @@ def test_odd_but_valid_image_is_predicted(dlsem, tmp_path, classifier, kind):
 def test_odd_but_valid_image_trains_in_seg_folder(dlsem, tmp_path, kind):
     seg_tree(tmp_path, kind)
     quiet(dlsem, tmp_path, *SEG, rc=0)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["task"] == "segmentation" and summary["epochs_run"] == 1 and summary["test"], summary
 
 
 @pytest.mark.parametrize("kind,expect", [
