@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from dlseminar.config import resolve  # noqa: E402
-from dlseminar.datasets import TensorLoader, build_data  # noqa: E402
+from dlseminar.data import TensorLoader
+from dlseminar.datasets import build_data  # noqa: E402
 from dlseminar import catalog  # noqa: E402
 from _common import run  # noqa: E402  (benchmarks/ is on sys.path)
 

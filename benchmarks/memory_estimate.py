@@ -1,6 +1,6 @@
 """The training-step memory estimate (dlseminar/memory.py) against one real step, per config.
 
-For each config a fresh process builds the run (data, model), asks memory.estimate_step, then
+For each config a fresh process builds the run (data, model), asks footprint.estimate_step, then
 runs one real training step (forward, backward, optimizer step) of the first training batch and
 reads the rise of its peak resident memory (Linux /proc/self/status VmHWM, reset through
 /proc/self/clear_refs just before the step). It prints estimate, measured rise and their ratio,
@@ -32,7 +32,7 @@ CONFIGS = [
 
 CHILD = r"""
 import json, sys, time, torch
-from dlseminar import memory, run
+from dlseminar import footprint, run
 from dlseminar.config import resolve
 from dlseminar.engine.optim import build_optimizer
 
@@ -43,7 +43,7 @@ def status(key):
 cfg = resolve(None, json.loads(sys.argv[1]) + ["device=cpu"], {})
 setup = run.build(cfg)
 t0 = time.perf_counter()
-step = memory.estimate_step(cfg, setup)
+step = footprint.estimate_step(cfg, setup)
 seconds = time.perf_counter() - t0
 opt = build_optimizer(cfg, setup.model)
 batch = next(iter(setup.loader("train", train=True)))

@@ -13,8 +13,12 @@ run.py. The observer modules import this one; it imports none of them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .registry import Registry
+
+if TYPE_CHECKING:  # only named in annotations: summary.py loads the tasks, which import this module
+    from .summary import RunSummary
 
 # factory(setup, optimizer, main, run_dir) -> Observer | None; main: this process writes files (rank 0)
 OBSERVERS = Registry("observer", "logging / train.health")
@@ -30,11 +34,12 @@ class Observer:
     def epoch_end(self, epoch: int, model, row: dict) -> None:
         """`row`: the epoch's metrics.csv row (train and val metrics, lr); observers may add keys."""
 
-    def summarize(self, summary: dict) -> None:
-        """Add to summary.json (before the plots are drawn from it)."""
+    def summarize(self, summary: RunSummary) -> None:
+        """Add to summary.json by setting the summary's declared fields (before the plots are drawn from it);
+        a part no field holds yet is a new field of RunSummary."""
 
-    def finish(self, run_dir: Path, summary: dict) -> None:
-        """After the test split and the plots: write files; list plots in summary['plots']."""
+    def finish(self, run_dir: Path, summary: RunSummary) -> None:
+        """After the test split and the plots: write files; list plots in summary.plots."""
 
     def close(self) -> None:
         """Always called at the end of the run, also after an error or interrupt."""

@@ -11,6 +11,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ import torch
 from . import io, memory, runlock
 from .catalog import load_all
 from .config import SCHEMA, Config, resolve
-from .errors import CheckpointError, ConfigError, DataError, UserError
-from .datasets import Data, TensorLoader, build_data
+from .errors import CheckpointError, ConfigError, UserError
+from .data import Data, TensorLoader
+from .datasets import build_data
 from .engine import amp, distributed
 from .engine import checkpoint as ckpt
 from .engine.optim import LRSchedule, build_optimizer
@@ -102,12 +104,13 @@ def build(cfg: Config, stats=None, info=None, load_data: bool = True) -> Setup:
     seed_all(cfg["seed"])
     if load_data:
         memory.check_dataset(cfg)  # a generated dataset too big for RAM: refused before it is made
-        data = build_data(cfg, stats)
-        from .datasets.augment import check as check_augment
+        # a checkpoint's description of its data is checked as soon as the data's is known, before its
+        # fitted stats are applied: a mismatch is said as "4 features" vs "64 features", not as a shape
+        expect = None if info is None else partial(_check_compatible, info)
+        data = build_data(cfg, stats, expect)
+        from .data.augment import check as check_augment
 
-        check_augment(cfg["data.augment"], data.info.kind, data.per_batch)
-        if info is not None:
-            _check_compatible(info, data.info)
+        check_augment(cfg["data.augment"], data)
     else:
         data = _described_data(info, stats)
     task = build_task(cfg, data.info)
@@ -121,14 +124,13 @@ def _described_data(info: dict, stats: dict) -> Data:
     """A Data with no samples: what the checkpoint says about its inputs, for predicting on new files."""
     from dataclasses import fields
 
-    from .datasets.base import DataInfo
+    from .data import DataInfo
 
     known = {f.name for f in fields(DataInfo)}
     d = DataInfo(**{k: v for k, v in info.items() if k in known})
     d.in_shape = tuple(d.in_shape)
-    data = Data(info=d, splits={}, stats=dict(stats), per_batch=len(d.in_shape) == 3)
-    data.palette = stats.get("palette")
-    return data
+    # raw inputs normalised per batch (images) carry their scale in the stats; tables were standardised
+    return Data(info=d, splits={}, stats=dict(stats), per_batch="scale" in stats)
 
 
 def _check_compatible(saved: dict, now) -> None:
@@ -355,7 +357,7 @@ def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_l
     explain = getattr(setup.model, "explain", None)
     if explain is not None and not setup.data.per_batch and setup.data.info.in_shape[0] <= 32:  # small tables only
         st = setup.data.stats
-        summary.update(explain(st.get("mean"), st.get("std"), st.get("target_mean"), st.get("target_std")))
+        summary.weights = explain(st.get("mean"), st.get("std"), st.get("target_mean"), st.get("target_std"))["weights"]
     if cfg["logging.plots"]:
         summary.plots = make_plots(run_dir, setup, state.history, summary)
     for ob in trainer.observers:
@@ -384,7 +386,7 @@ def resume_config(saved: dict, sets, named) -> Config:
     return new
 
 
-def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: dict) -> list[str]:
+def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: RunSummary) -> list[str]:
     from .viz.curves import curves
     from .viz.health import health
 
@@ -394,8 +396,8 @@ def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: dict) 
         curves(folder / "curves.png", history, summary)
         written = ["curves.png"]
         written += setup.task.plots(folder, setup.model, setup.data, setup.device)
-        if summary.get("health"):
-            health(folder / "health.png", summary["health"], summary)
+        if summary.health:
+            health(folder / "health.png", summary.health, summary)
             written.append("health.png")
     return [f"plots/{w}" for w in written]
 
@@ -414,20 +416,7 @@ def load_for_inference(path: str, sets=(), named=None, load_data: bool = True) -
     """A checkpoint's model in eval mode with its task and data (only its description without load_data)."""
     saved = ckpt.load(path)  # a whole dlseminar checkpoint, or one line saying what the file is
     cfg = resolve(base=saved["config"], sets=sets, named=named or {})
-    try:
-        setup = build(cfg, saved["data_stats"], saved["data_info"], load_data=load_data)
-    except DataError as e:
-        from .datasets.columns import NotTrainedOn
-
-        if isinstance(e, NotTrainedOn):  # names the row and value the checkpoint lacks: clearer than a shape
-            raise
-        # the data readers refuse stats of another shape before build() compares the data with the
-        # checkpoint; say what differs in the user's terms (features, image size, classes) when it does
-        now = _describe(cfg) if load_data else None
-        why = _data_mismatch(saved["data_info"], now) if now is not None else None
-        if why:
-            raise ConfigError(why) from None
-        raise
+    setup = build(cfg, saved["data_stats"], saved["data_info"], load_data=load_data)
     outputs = saved.get("num_outputs", setup.task.num_outputs)
     if outputs != setup.task.num_outputs:
         changed = _keys_changed(saved["config"], cfg, ("task", "loss.name", "model."))
@@ -452,17 +441,6 @@ def check_weights(model: torch.nn.Module, saved: dict, path: str, cfg: Config) -
         changed = _keys_changed(saved["config"], cfg, ("model.",))
         hint = f"; {changed} differs from the checkpoint's config: leave it out" if changed else ""
         raise CheckpointError(f"the weights in {path!r} do not fit model {cfg['model.name']!r}: {why}{hint}")
-
-
-def _describe(cfg: Config):
-    """The data's DataInfo read without the checkpoint's stats (None when it cannot be read at all)."""
-    from io import StringIO
-
-    try:
-        with contextlib.redirect_stderr(StringIO()):  # its notes were printed by the first read already
-            return build_data(cfg).info
-    except UserError:
-        return None
 
 
 def _weights_mismatch(model: torch.nn.Module, weights: dict) -> str | None:

@@ -11,7 +11,7 @@ killed holder leaves it, naming a dead process, and the next taker reuses it). T
 checks that the file locked is still the one at `.lock`, so a file deleted by its holder in the
 meantime is never mistaken for the lock.
 
-Atomic writes (temp file, fsync, rename, no temp left on failure) are io.py's.
+Atomic writes (temp file, fsync, rename, no temp left on failure) are io/atomic.py's.
 """
 from __future__ import annotations
 

@@ -28,8 +28,9 @@ class RunSummary(MutableMapping):
     """One run's summary.json. The optional parts after `processes` are added by observers and models
     (training health, a perceptron's weights, the plots drawn) and are None when the run has none.
 
-    It is also a mapping over its summary.json keys, for the observers and plots that add to the
-    summary by key and for Python callers of `run.train` that index it like the file."""
+    Everything reads and sets its fields as attributes, except three observers (health.py, boundary.py,
+    tensorboard_log.py) that still add to it by key: for them only it is also a mapping over its
+    summary.json keys, until they set `health` and `plots` as attributes too."""
 
     name: str | None = None
     task: str | None = None
@@ -84,14 +85,21 @@ class RunSummary(MutableMapping):
     def direction(self, configured: str | None = None) -> str:
         """"min" or "max": which way the monitor improves.
 
-        Runs record the Task's mode in `mode`. Summaries written before it was recorded fall back to
-        the rule the Trainer used then: the run's configured early_stop.mode, else min for losses and
-        errors, max otherwise. This is the only place that still guesses from a name."""
+        Runs record the direction they trained with in `mode`. A summary written before it was recorded
+        falls back, in this order, to: the run's configured early_stop.mode (`configured`; it overrode
+        the Task's); the direction its Task (`task`, as registered in TASKS) declares for the monitored
+        metric in `metric_modes`; and only for a summary whose task is unknown here (missing, not
+        registered, or not declaring that metric), the rule the Trainer used then: min for losses and
+        errors (mse, mae, rmse), max otherwise. That last fallback is the only place left that
+        guesses a direction from a name."""
         if self.mode in ("min", "max"):
             return self.mode
         if configured in ("min", "max"):
             return configured
-        monitor = self.monitor or ""
+        declared = _declared_mode(self.task, self.monitor)
+        if declared is not None:
+            return declared
+        monitor = self.monitor if isinstance(self.monitor, str) else ""
         return "min" if monitor.endswith("loss") or monitor.split("/")[-1] in ("mse", "mae", "rmse") else "max"
 
     # ---------------------------------------------------------------- the mapping over summary.json keys
@@ -141,6 +149,20 @@ class RunSummary(MutableMapping):
 
 # the summary.json keys the class declares, in order
 FIELDS = tuple(f.name for f in fields(RunSummary) if f.name not in ("extra", "_order"))
+
+
+def _declared_mode(task, monitor) -> str | None:
+    """The direction the registered Task named `task` declares for the monitor's metric ("val/acc" ->
+    its metric_modes["acc"]); None when the task or the metric is not known here."""
+    if not isinstance(task, str) or not isinstance(monitor, str):  # a hand-edited file may hold anything
+        return None
+    # the tasks register themselves on import (torch with them): only summaries without `mode` come here
+    from . import tasks  # noqa: F401
+    from .registry import TASKS
+
+    if task not in TASKS:
+        return None
+    return TASKS.get(task).fn.metric_modes.get(monitor.split("/", 1)[-1])
 
 
 def _default(name: str):

@@ -33,7 +33,7 @@ import torch
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .detection import DetImages, target
+from ..tasks.detection.data import DetImages, target
 from .imageio import ImageError, opened, to_mode
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",

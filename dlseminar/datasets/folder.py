@@ -19,7 +19,7 @@ from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .imageio import IMAGE_SUFFIXES, load_image, walk_files
-from .images import Images
+from ..tasks.classification.data import Images
 
 
 def _hidden(p: Path) -> bool:

@@ -1,77 +1,17 @@
-"""Image classification data kept in memory as (N, C, H, W) tensors, normalised per batch.
+"""Bundled and generated image-classification datasets, as Images (tasks/classification/data.py).
 
 `digits_images` (the bundled 8x8 digits) and `shapes` (generated geometric shapes) need no
-download. Images are split by seed (stratified), per-channel mean/std are fitted on the
-training split, and each batch is normalised on the device (see base.BatchNorm).
+download; the shape drawing here is shared by the segmentation and detection scenes.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..registry import DATASETS
-from .base import Data, DataInfo, split_indices
-
-
-@dataclass
-class Images:
-    """A whole image dataset: X (N, C, H, W) uint8 (scale 255) or float, y (N,) class indices."""
-
-    X: torch.Tensor
-    y: torch.Tensor
-    class_names: list[str]
-    scale: float = 255.0  # what X is divided by to reach [0, 1]
-    test: tuple[torch.Tensor, torch.Tensor] | None = None  # an official test set (MNIST, CIFAR), if any
-
-
-def channel_stats(X: torch.Tensor, scale: float) -> dict[str, torch.Tensor]:
-    """Per-channel mean/std of X/scale in float64, (C, 1, 1), computed in chunks."""
-    c = X.shape[1]
-    s1 = torch.zeros(c, dtype=torch.float64)
-    s2 = torch.zeros(c, dtype=torch.float64)
-    for chunk in X.split(4096):
-        v = chunk.double() / scale
-        s1 += v.sum((0, 2, 3))
-        s2 += v.pow(2).sum((0, 2, 3))
-    n = X.shape[0] * X.shape[2] * X.shape[3]
-    mean = s1 / n
-    std = (s2 / n - mean ** 2).clamp(min=0).sqrt()
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    return {"mean": mean.view(c, 1, 1), "std": std.view(c, 1, 1), "scale": torch.tensor(float(scale))}
-
-
-def fit_stats(name: str, in_shape, train_X: torch.Tensor, scale: float, standardize: bool, stats: dict | None) -> dict:
-    """A checkpoint's per-channel stats (checked against the data), or new ones from the training split."""
-    if stats:
-        if "mean" in stats and tuple(stats["mean"].shape) != (in_shape[0], 1, 1):  # none with standardize: false
-            raise DataError(f"dataset {name!r} has {in_shape[0]} channels but the checkpoint was trained on {stats['mean'].shape[0]}")
-        return stats
-    if standardize:
-        return channel_stats(train_X, scale)
-    return {"scale": torch.tensor(float(scale))}
-
-
-def split_images(img: Images, name: str, val_split: float, test_split: float, standardize: bool, seed: int,
-                 stats: dict | None = None) -> Data:
-    """Stratified split by seed (val/test carved from X; an official test set replaces the test cut)."""
-    y = img.y.numpy()
-    if len(y) < 5:
-        raise DataError(f"dataset {name!r} has only {len(y)} images; at least 5 are needed to split")
-    if (1 - val_split - test_split) <= 0:
-        raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
-    parts = split_indices(y, "classification", val_split, 0.0 if img.test is not None else test_split, seed)
-    splits = {s: (img.X[torch.as_tensor(ix)], img.y[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
-    if img.test is not None:
-        splits["test"] = img.test
-    in_shape = tuple(img.X.shape[1:])
-    stats = fit_stats(name, in_shape, splits["train"][0], img.scale, standardize, stats)
-    info = DataInfo(name=name, kind="classification", in_shape=in_shape, num_classes=len(img.class_names),
-                    class_names=list(img.class_names))
-    return Data(info=info, splits=splits, stats=dict(stats), per_batch=True)
+from ..tasks.classification.data import Images
 
 
 def resize(X: torch.Tensor, size: int | None) -> torch.Tensor:

@@ -27,7 +27,7 @@ from ..engine.losses import IGNORE
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .imageio import IMAGE_SUFFIXES, load_image, opened, walk_files
-from .segmentation import SegImages
+from ..tasks.segmentation.data import SegImages
 
 MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")  # modes whose pixel values are class indices
 

@@ -5,58 +5,18 @@ onto the image and, with the class index as the fill, onto the mask: class 0 is 
 background, 1..num_classes the shapes; a later shape hides an earlier one in both. Masks may
 hold 255 (= ignore) in datasets that mark unlabelled pixels; it is never a class.
 
-Images are split by seed (not stratified: there is no one label per image), per-channel
-mean/std are fitted on the training split, and each batch is normalised on the device.
+The samples and their split are SegImages (tasks/segmentation/data.py).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..engine.losses import IGNORE  # mask value excluded from the loss and the metrics
 from ..registry import DATASETS
-from .base import Data, DataInfo, check_split, split_indices
-from .images import SHAPES, draw_shape, fit_stats, shape_options
-
-
-@dataclass
-class SegImages:
-    """A whole segmentation dataset: X (N, C, H, W) uint8, masks (N, H, W) int64 class indices (255: ignore)."""
-
-    X: torch.Tensor
-    masks: torch.Tensor
-    class_names: list[str]  # 'background' first
-    scale: float = 255.0
-    palette: torch.Tensor | None = None  # (K, 3) uint8 class colours read from palette masks, if any
-    test: tuple[torch.Tensor, torch.Tensor] | None = None  # an official held-out set (VOC's val list), if any
-
-
-def split_seg(seg: SegImages, name: str, val_split: float, test_split: float, standardize: bool, seed: int,
-              stats: dict | None = None) -> Data:
-    """Random split by seed; train-only per-channel stats; Data with splits {split: (X, masks)}.
-
-    An official held-out set (seg.test) replaces the test cut; the dataset's palette, if any,
-    is kept as `Data.palette` for plots and `dlsem predict`.
-    """
-    n = len(seg.X)
-    check_split(name, n, val_split, test_split)
-    parts = split_indices(np.arange(n), "segmentation", val_split, 0.0 if seg.test is not None else test_split, seed)
-    splits = {s: (seg.X[torch.as_tensor(ix)], seg.masks[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
-    if seg.test is not None:
-        splits["test"] = seg.test
-    in_shape = tuple(seg.X.shape[1:])
-    stats = fit_stats(name, in_shape, splits["train"][0], seg.scale, standardize, stats)
-    info = DataInfo(name=name, kind="segmentation", in_shape=in_shape, num_classes=len(seg.class_names),
-                    class_names=list(seg.class_names))
-    stats = dict(stats)
-    if seg.palette is not None and "palette" not in stats:
-        stats["palette"] = seg.palette  # stored with the stats, so `dlsem predict` needs no data files
-    data = Data(info=info, splits=splits, stats=stats, per_batch=True)
-    data.palette = stats.get("palette")
-    return data
+from ..tasks.segmentation.data import SegImages
+from .images import SHAPES, draw_shape, shape_options
 
 
 def render_scene(rng: np.random.RandomState, kinds: list[int], size: int, channels: int, noise: float):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import DATASETS
-from .base import Table
+from ..data.table import Table
 
 XY = ["x1", "x2"]
 

@@ -7,8 +7,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import DATASETS
-from .base import Table
-from .columns import NotTrainedOn
+from ..data.columns import NotTrainedOn
+from ..data.table import Table
 from .csv_reader import number, read_csv
 
 

@@ -18,7 +18,8 @@ import torch
 from ..console import note
 from ..errors import DataError
 from ..registry import DATASETS
-from .images import Images, resize
+from ..tasks.classification.data import Images
+from .images import resize
 
 NET_TIMEOUT_S = 30.0  # per socket operation while downloading; torchvision sets none
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -24,7 +24,7 @@ from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .seg_folder import check_values, pair_reader, palette_of, stack
-from .segmentation import SegImages
+from ..tasks.segmentation.data import SegImages
 from .vision import NET_TIMEOUT_S, one_line, socket_timeout
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

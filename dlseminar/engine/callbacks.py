@@ -15,20 +15,43 @@ class EarlyStopping:
     """Watches one metric; keeps an in-memory copy of the best weights.
 
     patience 0 only tracks the best epoch (for best.pt and restore_best) and never stops.
+
+    An epoch *improves* when its monitor beats the reference (the value of the last improvement) by
+    more than min_delta; only an improvement resets patience. An epoch *ties* when its monitor lies
+    between the reference and reference + min_delta (max mode; mirrored for min): no worse than the
+    last improvement, better by no more than min_delta says is meaningful. With min_delta 0 that is
+    an equal value, the usual case for an accuracy (0.92 at several epochs). A tie becomes the best
+    epoch when its val/loss is no higher than the best epoch's (an equal or untracked loss: the later
+    epoch, with the longer training): the first tied epoch is often a nearly untrained model.
+
+    Ties are measured against the reference, not against the best epoch's own value, so a chain of
+    ties cannot drift away from the last improvement; and a tie never resets patience, so a plateau
+    of equal accuracy with a slowly falling loss still stops, at the same epoch as without the
+    tie-break: only which epoch is restored changes.
     """
+
+    TIE_BREAK = "val/loss"  # lower wins among tied epochs; every task but detection records it
 
     def __init__(self, monitor: str, mode: str, patience: int, min_delta: float):
         self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
-        self.best: float | None = None
+        self.best: float | None = None  # the best epoch's monitor value
         self.best_epoch = 0
-        self.bad_epochs = 0
+        self.bad_epochs = 0  # epochs since the last improvement (ties included)
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.improved = False
+        self.reference: float | None = None  # the monitor at the last improvement: what ties are measured against
+        self.best_loss: float | None = None  # the best epoch's val/loss (None: not tracked)
+        self.improved = False  # this epoch became the best epoch (an improvement or a won tie): best.pt is due
 
-    def _better(self, v: float) -> bool:
-        if self.best is None:
-            return True
-        return v < self.best - self.min_delta if self.mode == "min" else v > self.best + self.min_delta
+    def _compare(self, v: float) -> str:
+        """'improved', 'tie' or 'worse' for monitor value v against the reference."""
+        if self.reference is None:
+            return "improved"
+        gain = v - self.reference if self.mode == "max" else self.reference - v
+        return "improved" if gain > self.min_delta else "tie" if gain >= 0 else "worse"
+
+    def _wins_tie(self, loss) -> bool:
+        """A tied epoch with this val/loss replaces the best one: lower wins, equal or untracked -> the later."""
+        return _loss_key(loss) <= _loss_key(self.best_loss)
 
     def update(self, epoch: int, logs: dict, model: torch.nn.Module) -> str | None:
         """Record this epoch; return a stop reason or None."""
@@ -36,27 +59,43 @@ class EarlyStopping:
         self.improved = False
         if v is None or not math.isfinite(v):
             return f"{self.monitor} is not finite ({v}) at epoch {epoch}: training diverged (try a lower optim.lr)"
-        if self._better(v):
-            self.best, self.best_epoch, self.bad_epochs, self.improved = v, epoch, 0, True
+        verdict = self._compare(v)
+        loss = logs.get(self.TIE_BREAK)
+        if verdict == "improved" or (verdict == "tie" and self._wins_tie(loss)):
+            self.best, self.best_epoch, self.best_loss, self.improved = v, epoch, loss, True
             self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        if verdict == "improved":
+            self.reference, self.bad_epochs = v, 0
             return None
         self.bad_epochs += 1
         if self.patience and self.bad_epochs >= self.patience:
+            since = epoch - self.bad_epochs  # the last improvement
+            why = f"lower {self.TIE_BREAK}" if _loss_key(self.best_loss) < math.inf else "trained longer"
+            tie = f", tied with epoch {since}: {why}" if self.best_epoch != since else ""
             return (f"early stopping: {self.monitor} did not improve for {self.patience} epochs "
-                    f"(best {self.best:.4g} at epoch {self.best_epoch})")
+                    f"(best {self.best:.4g} at epoch {self.best_epoch}{tie})")
         return None
 
     def state_dict(self, best_is_current: bool = False) -> dict:
         """best_is_current: the checkpoint's own model weights are the best ones; store a flag, not a copy."""
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "reference": self.reference, "best_loss": self.best_loss,
                 "best_is_current": best_is_current, "best_state": None if best_is_current else self.best_state}
 
     def load_state_dict(self, d: dict, current: dict | None = None) -> None:
         self.best, self.best_epoch, self.bad_epochs = d["best"], d["best_epoch"], d["bad_epochs"]
+        # a checkpoint from before the tie-break: its best epoch was always the last improvement, and its
+        # val/loss unknown (the first tie after the resume wins, as when the loss is not tracked)
+        self.reference, self.best_loss = d.get("reference", self.best), d.get("best_loss")
         if d.get("best_is_current"):
             self.best_state = {k: t.detach().clone() for k, t in current.items()}
         else:
             self.best_state = d["best_state"]
+
+
+def _loss_key(loss) -> float:
+    """A val/loss as a sort key: a missing or non-finite one ranks last."""
+    return loss if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
 
 
 class MetricsCSV:

@@ -19,14 +19,9 @@ from . import distributed
 from .callbacks import ConsoleLog, EarlyStopping, MetricsCSV
 from .checkpoint_policy import CheckpointPolicy, FitState
 from .net import compile_error, compile_failed, prepare
-from .penalty import weight_penalty
+from .penalty import penalty_weights, weight_penalty
 from .signals import Signals
 from .step import Group, Step, agree
-
-
-def _weight_params(model: torch.nn.Module) -> list[torch.Tensor]:
-    """Weights that the L1/L2 penalties act on: matrices and kernels, not biases or norm scales."""
-    return [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
 
 
 class _Silent:
@@ -55,7 +50,7 @@ class Trainer(CheckpointPolicy):
         self.model, self.task, self.opt, self.sched = model, task, optimizer, schedule
         self.device, self.cfg, self.run_dir, self.meta = device, cfg, Path(run_dir), ckpt_meta
         self.l1, self.l2 = cfg["loss.l1"], cfg["loss.l2"]
-        self.weights = _weight_params(model) if (self.l1 or self.l2) else []
+        self.weights = penalty_weights(model) if (self.l1 or self.l2) else []
         self.clip = cfg["train.grad_clip"]
         self.monitor, self.mode = task.monitor_mode(cfg)  # the task's metric and direction, never a guess from a name
         self.es = EarlyStopping(self.monitor, self.mode, cfg["early_stop.patience"], cfg["early_stop.min_delta"])

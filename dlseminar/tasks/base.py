@@ -71,7 +71,7 @@ class Task:
         modes = {f"val/{k}": self.metric_modes[k] for k in self.metric_names()}
         modes["train/loss"] = "min"
         if monitor not in modes:
-            from ..config import short
+            from ..config_values import short
             from ..registry import suggest
 
             what = (" is not recorded for this data" if monitor.removeprefix("val/") in self.metric_modes

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .figure import pyplot, save
 
+if TYPE_CHECKING:
+    from ..summary import RunSummary
 
-def health(path: Path, h: dict, summary: dict | None = None) -> None:
+
+def health(path: Path, h: dict, summary: RunSummary | None = None) -> None:
     """Training health (health.py): gradient norm by layer depth, dead ReLU units, near-zero weights,
     weight histograms of the last epoch."""
     plt = pyplot()
@@ -60,7 +64,7 @@ def health(path: Path, h: dict, summary: dict | None = None) -> None:
         a.grid(alpha=0.3)
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
-    if summary:
-        fig.suptitle(f"{summary.get('name', '')}: training health", fontsize=10)
+    if summary is not None:
+        fig.suptitle(f"{summary.name or ''}: training health", fontsize=10)
     fig.tight_layout()
     save(fig, path)

@@ -19,7 +19,7 @@ import torch
 
 from conftest import CONFIGS, metrics_rows, read_summary
 from dlseminar.config import resolve
-from dlseminar.datasets import TensorLoader
+from dlseminar.data import TensorLoader
 from dlseminar.errors import ConfigError
 from dlseminar.run import train
 

@@ -103,7 +103,7 @@ def test_sigkill_then_resume_is_bit_identical(point, reference, tmp_path):
     assert _equal_states(torch.load(ref_dir / "best.pt", weights_only=True)["model"],
                          torch.load(run / "best.pt", weights_only=True)["model"]), point
     assert _rows(run) == _rows(ref_dir), point
-    assert summary["test"] == ref_summary["test"], point
+    assert summary.test == ref_summary.test, point
 
 
 # epoch-end checkpoints spaced out (here: none before the end), no step-level ones: metrics rows wait for last.pt

@@ -121,6 +121,7 @@ def test_no_gif_for_images_or_when_turned_off(dlsem, tmp_path):
 def test_curves_shade_the_patience_window_and_mark_the_restored_best(monkeypatch, tmp_path):
     import matplotlib.figure
 
+    from dlseminar.summary import RunSummary
     from dlseminar.viz.curves import curves
 
     figs = []
@@ -128,7 +129,7 @@ def test_curves_shade_the_patience_window_and_mark_the_restored_best(monkeypatch
     history = [{"epoch": e, "train/loss": 1 / e, "val/loss": abs(e - 5) + 1.0, "val/acc": 0.5 + 0.01 * min(e, 5)}
                for e in range(1, 9)]
     summary = {"best_epoch": 5, "stopped_early": True, "patience": 3, "restored_best": True, "monitor": "val/acc"}
-    curves(tmp_path / "c.png", history, summary)
+    curves(tmp_path / "c.png", history, RunSummary(**summary))
     axes = figs[0].axes
     loss_ax, acc_ax = axes[0], axes[1]
     labels = [t.get_text() for t in acc_ax.get_legend().get_texts()]
@@ -141,7 +142,7 @@ def test_curves_shade_the_patience_window_and_mark_the_restored_best(monkeypatch
     assert not [ln for ln in loss_ax.lines if ln.get_marker() == "*"]  # val/loss is not the monitor here
 
     figs.clear()
-    curves(tmp_path / "c.png", history, {**summary, "stopped_early": False, "restored_best": False})
+    curves(tmp_path / "c.png", history, RunSummary(**{**summary, "stopped_early": False, "restored_best": False}))
     labels = [t.get_text() for t in figs[0].axes[1].get_legend().get_texts()]
     assert "best epoch 5" in labels and not any(t.startswith("patience") for t in labels)
 

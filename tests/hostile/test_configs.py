@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from _harness import hostile
 
-from dlseminar.config import SECTIONS
+from dlseminar.config_schema import SECTIONS
 
 SEED = "seed must be in 0 .. 4294967295"
 FAST = ("--set", "logging.plots=false")

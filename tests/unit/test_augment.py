@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dlseminar.config import resolve
-from dlseminar.datasets.augment import Augment, check
+from dlseminar.data.augment import Augment, check
 from dlseminar.errors import ConfigError
 
 
@@ -59,10 +59,16 @@ def test_classification_labels_pass_through():
 
 
 def test_bad_augment_settings_are_config_errors():
+    from dlseminar.data import Data, DataInfo
+    from dlseminar.tasks.segmentation.data import SegData
+
+    seg = SegData(DataInfo("s", "segmentation", (3, 8, 8)), {})
+    table = Data(DataInfo("t", "classification", (2,)), {})
     with pytest.raises(ConfigError, match="unknown operation 'rotate'"):
-        check(["rotate"], "segmentation", True)
+        check(["rotate"], seg)
     with pytest.raises(ConfigError, match="image datasets only"):
-        check(["hflip"], "classification", False)
+        check(["hflip"], table)
+    check(["hflip", "crop"], seg)  # a mask moves with its image: allowed
     assert resolve(sets=["data.augment=hflip,crop"])["data.augment"] == ["hflip", "crop"]
 
 

@@ -27,7 +27,7 @@ def full(tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
     cfg = resolve(ROOT / "configs/moons_overfit.yaml", sets=SETS + [f"out={out}"])
     run_dir, summary = train(cfg, overwrite=True)
-    assert summary["best_epoch"] == 23 and summary["epochs_run"] == 38  # the lesson's numbers
+    assert summary.best_epoch == 23 and summary.epochs_run == 38  # the lesson's numbers
     return run_dir, summary
 
 
@@ -47,8 +47,8 @@ def test_last_pt_stores_best_once_and_resume_restores_it(full, tmp_path, cut, be
         assert not all(torch.equal(last["model"][k], best["model"][k]) for k in best["model"])
 
     _, summary = train(None, resume=str(part_dir / "last.pt"), sets=["train.epochs=300"])
-    assert summary["best_epoch"] == 23 and summary["epochs_run"] == 38
-    assert summary["test"] == full_summary["test"]  # evaluated on the restored best weights
+    assert summary.best_epoch == 23 and summary.epochs_run == 38
+    assert summary.test == full_summary.test  # evaluated on the restored best weights
     assert _rows(part_dir) == _rows(full_dir)
     assert json.loads((part_dir / "summary.json").read_text())["restored_best"] is True
 

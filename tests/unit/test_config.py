@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dlseminar import config
-from dlseminar.config import SCHEMA, SECTIONS, Config, parse_set, resolve
+from dlseminar.config import SCHEMA, Config, parse_set, resolve
+from dlseminar.config_schema import CLI_KEYS, SECTIONS
+from dlseminar.config_values import validate
 from dlseminar.errors import ConfigError, UserError
 
 HYP = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -119,7 +121,7 @@ def test_precedence_named_over_set_over_file(tmp_path):
 
 
 def test_all_cli_keys_exist_in_schema():
-    for opt, key in config.CLI_KEYS.items():
+    for opt, key in CLI_KEYS.items():
         assert key in SCHEMA, opt
 
 
@@ -306,7 +308,7 @@ def test_describe_lists_every_key_in_schema_order():
 
 def test_schema_defaults_validate():
     # every default must itself pass its own type and check
-    out = config.validate({k: s.default for k, s in SCHEMA.items() if k != "name"} | {"name": "x"})
+    out = validate({k: s.default for k, s in SCHEMA.items() if k != "name"} | {"name": "x"})
     for k, s in SCHEMA.items():
         if k != "name":
             assert out[k] == s.default

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from dlseminar import config
-from dlseminar.config import SEED_MAX, parse_set, resolve
+from dlseminar.config import parse_set, resolve
+from dlseminar.config_schema import MAX_SET_CHARS, SEED_MAX
 from dlseminar.errors import ConfigError
 
 
@@ -116,8 +117,8 @@ def test_seeds_out_of_range_say_the_range(seed):
 
 def test_the_largest_seed_works_in_every_place_a_seed_is_used():
     """NumPy, scikit-learn and torch take it, and so do the seeds mixed from it (split, shuffle, augment, DDP)."""
-    from dlseminar.datasets.augment import Augment
-    from dlseminar.datasets.base import split_indices
+    from dlseminar.data.augment import Augment
+    from dlseminar.data import split_indices
     from dlseminar.engine.distributed import rank_seed
     from dlseminar.run import seed_all
 
@@ -157,7 +158,7 @@ def test_empty_name_and_hidden_file_stem_are_refused(tmp_path):
     ("optim.betas=[0.9, .nan]", "optim.betas must be a list of finite numbers"),
 ])
 def test_huge_numbers_and_lists_are_refused(item, words):
-    if len(item) > config.MAX_SET_CHARS:  # the list is longer than one --set may be: through a file instead
+    if len(item) > MAX_SET_CHARS:  # the list is longer than one --set may be: through a file instead
         words = "characters; a config value is at most"
     assert words in error(resolve, sets=[item])
 
@@ -300,7 +301,7 @@ def test_resume_with_fewer_epochs_is_refused_and_equal_epochs_explains(dlsem, tm
 
 def _batch(kind: str, k: int):
     """A tiny (info, model, batch) of each task kind for one eval_step."""
-    from dlseminar.datasets.base import DataInfo
+    from dlseminar.data import DataInfo
 
     names = [f"c{i}" for i in range(k)]
     if kind == "classification":

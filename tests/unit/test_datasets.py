@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dlseminar import catalog, config
-from dlseminar.datasets import TensorLoader, build_data
+from dlseminar.data import TensorLoader
+from dlseminar.datasets import build_data
 from dlseminar.errors import ConfigError, DataError
 from dlseminar.registry import DATASETS
 
@@ -457,7 +458,7 @@ def test_csv_not_utf8_is_read_as_windows_1252_with_a_note(tmp_path, capsys):
 
 def test_training_loader_folds_a_last_batch_of_one():
     import torch
-    from dlseminar.datasets.base import TensorLoader
+    from dlseminar.data import TensorLoader
 
     train = TensorLoader(torch.zeros(65, 2), torch.zeros(65), 32, shuffle=True)
     assert [len(y) for _, y in train] == [32, 33] and len(train) == 2

@@ -12,7 +12,9 @@ import torch
 
 from dlseminar import catalog, config
 from dlseminar.datasets import build_data
-from dlseminar.datasets.detection import DetAugment, DetImages, shapes_det, split_det, target
+from dlseminar.data import SplitSpec
+from dlseminar.datasets.detection import shapes_det
+from dlseminar.tasks.detection.data import DetAugment, DetImages, target
 from dlseminar.errors import ConfigError, DataError
 from dlseminar.models import build_model
 from dlseminar.registry import DATASETS, MODELS
@@ -322,7 +324,7 @@ def test_coco_images_in_an_images_subfolder_of_any_sizes(tmp_path):
         "categories": [{"id": 1, "name": "x"}]}))
     d = coco(tmp_path / "ann.json")
     assert isinstance(d.images, list) and [tuple(x.shape) for x in d.images] == [(3, 30, 40), (3, 36, 24)]
-    data = split_det(DetImages(d.images * 3, d.targets * 3, d.class_names), "coco", 0.2, 0.2, True, 0)
+    data = DetImages(d.images * 3, d.targets * 3, d.class_names).split(SplitSpec("coco", "auto", 0.2, 0.2, True, 0))
     assert data.info.in_shape == (3, 36, 40)  # the largest height and width
     xs, ts = next(iter(data.loader("train", 2, True, 0, torch.device("cpu"))))
     assert len(xs) == 2 and all(x.dtype == torch.float32 for x in xs)
@@ -438,8 +440,8 @@ def test_training_logs_the_loss_parts_and_resumes_exactly(tmp_path):
     for r in rows(whole):
         assert abs(float(r["train/loss"]) - sum(float(r[p]) for p in parts)) < 1e-5  # the loss is their sum
         assert {"val/map", "val/map50", "val/map75", "val/recall"} <= set(r) and "val/loss" not in r
-    assert summary["monitor"] == "val/map50" and summary["loss"] == "rcnn"
-    assert set(summary["test"]) == {"test/map", "test/map50", "test/map75", "test/recall"}
-    assert {"plots/curves.png", "plots/detections.png", "plots/stages.png"} <= set(summary["plots"])
+    assert summary.monitor == "val/map50" and summary.loss == "rcnn"
+    assert set(summary.test) == {"test/map", "test/map50", "test/map75", "test/recall"}
+    assert {"plots/curves.png", "plots/detections.png", "plots/stages.png"} <= set(summary.plots)
     with pytest.raises(ConfigError, match="does not fit a detection task"):
         run.build(det_cfg("model.name=fasterrcnn", "loss.name=mse"))

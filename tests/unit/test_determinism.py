@@ -6,7 +6,7 @@ import hashlib
 import torch
 
 from dlseminar.config import resolve
-from dlseminar.datasets.base import TensorLoader
+from dlseminar.data import TensorLoader
 from dlseminar.run import train
 
 

@@ -36,7 +36,7 @@ def deep_runs(tmp_path_factory):
 def test_sigmoid_gradients_vanish_and_relu_gradients_do_not(deep_runs):
     ratios = {}
     for act, (run_dir, s) in deep_runs.items():
-        h = s["health"]
+        h = s.health
         assert len(h["layers"]) == 10 and h["epochs"] == [1]
         first, last = h["grad_norm"][h["layers"][0]][0], h["grad_norm"][h["layers"][-1]][0]
         ratios[act] = last / first
@@ -58,7 +58,7 @@ def test_health_summary_and_plot(deep_runs):
         assert len(hist["counts"]) == 20 and sum(hist["counts"]) == weights[name].numel()
         assert 0 <= h["near_zero"][name][0] <= 1
     assert (run_dir / "plots" / "health.png").stat().st_size > 10_000
-    assert "plots/health.png" in s["plots"]
+    assert "plots/health.png" in s.plots
     assert not (deep_runs["sigmoid"][0] / "plots" / "health.png").exists()  # logging.plots false
 
 
@@ -70,8 +70,8 @@ def test_l1_gives_more_near_zero_weights_than_l2(tmp_path):
     share = {}
     for pen in ("l1", "l2"):
         _, s = _train(tmp_path, pen, CONFIGS / "moons_overfit.yaml", [*common, f"loss.{pen}=0.001"])
-        share[pen] = s["health"]["near_zero_all"][-1]
-        assert len(s["health"]["near_zero_all"]) == 15
+        share[pen] = s.health["near_zero_all"][-1]
+        assert len(s.health["near_zero_all"]) == 15
     print(f"near-zero share after 15 epochs: {share}")
     assert share["l1"] > 0.3 and share["l1"] > 5 * share["l2"], share
 
@@ -84,7 +84,7 @@ def test_health_leaves_training_unchanged_and_survives_resume(tmp_path):
     d, _ = run.train(cfg)
     d, s = run.train(None, resume=str(d / "last.pt"), sets=["train.epochs=3"])
     assert metrics_rows(d) == metrics_rows(plain)  # the probe draws no random numbers, updates nothing
-    h = s["health"]
+    h = s.health
     assert h["epochs"] == [1, 2, 3] and all(len(v) == 3 for v in h["grad_norm"].values())
 
 

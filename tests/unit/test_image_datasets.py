@@ -414,4 +414,4 @@ def test_eval_of_a_checkpoint_trained_without_standardisation(tmp_path):
                         "data.standardize=false", "train.epochs=1", "logging.plots=false", f"out={tmp_path / 'r'}"])
     run_dir, summary = train(cfg)
     result, _, _ = evaluate(str(run_dir / "best.pt"), "test")
-    assert result == summary["test"]
+    assert result == summary.test

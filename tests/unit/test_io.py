@@ -7,6 +7,7 @@ import stat
 import pytest
 
 from dlseminar import io
+from dlseminar.io.guards import RUN_FILES, inside, is_run_dir, run_file
 from dlseminar.errors import ConfigError
 
 
@@ -54,7 +55,7 @@ def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
 # ---------------------------------------------------------------- what a path is
 def _run(d):
     (d / "plots").mkdir(parents=True)
-    for n in io.RUN_FILES:
+    for n in RUN_FILES:
         (d / n).write_text(n)
     (d / "plots" / "curves.png").write_bytes(b"png")
     return d
@@ -66,17 +67,17 @@ def test_same_path_and_inside_see_through_dotdot_and_symlinks(tmp_path):
     (tmp_path / "link.yaml").symlink_to(tmp_path / "a" / "c.yaml")
     assert io.same_path(tmp_path / "a" / ".." / "a" / "c.yaml", tmp_path / "a" / "c.yaml")
     assert io.same_path(tmp_path / "link.yaml", tmp_path / "a" / "c.yaml")
-    assert io.inside(tmp_path / "link.yaml", tmp_path / "a") and not io.inside(tmp_path / "a", tmp_path / "a" / "c.yaml")
+    assert inside(tmp_path / "link.yaml", tmp_path / "a") and not inside(tmp_path / "a", tmp_path / "a" / "c.yaml")
 
 
 def test_run_dir_and_its_files(tmp_path):
     run = _run(tmp_path / "run")
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "config.yaml").write_text("a recipe")
-    assert io.is_run_dir(run) and not io.is_run_dir(tmp_path / "configs")
-    assert io.run_file(run / "config.yaml") == run and io.run_file(run / "plots" / ".." / "last.pt") == run
-    assert io.run_file(tmp_path / "configs" / "config.yaml") is None  # a config.yaml outside a run is the user's
-    assert io.run_file(tmp_path / "anything.pt") == tmp_path  # a checkpoint anywhere
+    assert is_run_dir(run) and not is_run_dir(tmp_path / "configs")
+    assert run_file(run / "config.yaml") == run and run_file(run / "plots" / ".." / "last.pt") == run
+    assert run_file(tmp_path / "configs" / "config.yaml") is None  # a config.yaml outside a run is the user's
+    assert run_file(tmp_path / "anything.pt") == tmp_path  # a checkpoint anywhere
 
 
 # ---------------------------------------------------------------- check_file
@@ -144,7 +145,7 @@ def test_clear_run_removes_a_runs_files_only(tmp_path):
     (run / "report.html").write_text("<p>old</p>")
     (run / ".lock").write_text("")
     removed = io.clear_run(run)
-    assert sorted(removed) == sorted([*io.RUN_FILES, "report.html", "plots/curves.png"])
+    assert sorted(removed) == sorted([*RUN_FILES, "report.html", "plots/curves.png"])
     assert sorted(p.name for p in run.iterdir()) == [".lock", "plots", "train.log"]
 
 

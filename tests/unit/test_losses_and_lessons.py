@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlseminar import catalog, config
-from dlseminar.datasets import DataInfo
+from dlseminar.data import DataInfo
 from dlseminar.errors import ConfigError
 from dlseminar.registry import LOSSES
 from dlseminar.tasks import build_task

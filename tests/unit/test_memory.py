@@ -1,4 +1,4 @@
-"""dlseminar/memory.py: the free-memory reader, the step estimate against a real step, the refusals
+"""dlseminar/memory.py and footprint.py: the free-memory reader, the step estimate against a real step, the refusals
 (with the free memory patched small), the slow-step note, and that the checks are cheap and leave the
 run's random streams alone. Also the many-class confusion plot (plots.confusion) and its block choice."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlseminar import memory, run
+from dlseminar import footprint, memory, run
 from dlseminar.config import resolve
 from dlseminar.errors import ConfigError
 
@@ -32,12 +32,12 @@ def test_ram_available_is_at_most_meminfo():
 @pytest.mark.parametrize("name,values", [("sgd", 0), ("momentum", 1), ("nesterov", 1), ("rmsprop", 1),
                                          ("adam", 2), ("adamw", 2), ("adagrad", 1)])
 def test_optimizer_state_is_counted_by_trying_it(name, values):
-    assert memory.optimizer_values_per_weight(resolve(None, [f"optim.name={name}"], {})) == values
+    assert footprint.optimizer_values_per_weight(resolve(None, [f"optim.name={name}"], {})) == values
 
 
 def test_forward_pass_counts_flops_and_saved_activations_of_a_linear_layer():
     model = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 5))
-    p = memory.forward_pass(model, (20,), 64)
+    p = footprint.forward_pass(model, (20,), 64)
     assert p.flops == 2 * 64 * (20 * 30 + 30 * 5)
     # saved for backward: the input (64x20), the ReLU's output (64x30) once though two ops keep it
     assert p.saved == 4 * 64 * (20 + 30)
@@ -47,7 +47,7 @@ def test_forward_pass_touches_no_real_weight_or_buffer():
     cfg, s = setup_of("data.name=shapes", "data.n_samples=40", "data.image_size=16", "model.name=resnet18")
     before = {k: v.clone() for k, v in s.model.state_dict().items()}
     s.model.eval()
-    assert memory.forward_pass(s.model, (3, 16, 16), 8) is not None
+    assert footprint.forward_pass(s.model, (3, 16, 16), 8) is not None
     assert not s.model.training  # mode restored
     after = s.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # batch-norm running stats untouched
@@ -73,7 +73,7 @@ def _saved_for_real(model, x) -> int:
 @pytest.mark.parametrize("name", ["cnn", "vgg11", "resnet18"])
 def test_meta_estimate_of_activations_matches_a_real_forward(name):
     cfg, s = setup_of("data.name=shapes", "data.n_samples=40", "data.image_size=16", f"model.name={name}")
-    est = memory.forward_pass(s.model, (3, 16, 16), 16).saved
+    est = footprint.forward_pass(s.model, (3, 16, 16), 16).saved
     real = _saved_for_real(s.model, torch.randn(16, 3, 16, 16))
     assert 0.9 * real <= est <= 1.1 * real, (est, real)
 
@@ -81,13 +81,13 @@ def test_meta_estimate_of_activations_matches_a_real_forward(name):
 def test_a_detector_is_estimated_without_activations():
     cfg, s = setup_of("data.name=shapes_det", "data.n_samples=12", "data.image_size=32", "model.name=rcnn_cnn",
                       "train.batch_size=4")
-    step = memory.estimate_step(cfg, s)
+    step = footprint.estimate_step(cfg, s)
     assert step.parts["activations"] == 0 and step.flops is None and step.parts["gradients and adam's state"] > 0
 
 
 def test_step_estimate_parts():
     cfg, s = setup_of("data.name=digits", "model.name=mlp", "train.batch_size=full", "optim.name=adam")
-    step = memory.estimate_step(cfg, s)
+    step = footprint.estimate_step(cfg, s)
     weights = sum(p.numel() * 4 for p in s.model.parameters())
     assert step.parts["gradients and adam's state"] == 3 * weights  # gradient + two moments
     assert step.parts["the dataset"] == 0  # on the CPU the data is in RAM already; full batch: no shuffled copy
@@ -154,13 +154,13 @@ def test_checks_are_cheap_for_a_small_tabular_run():
 
 
 def test_slow_step_note(capsys):
-    step = memory.Step("one training step of vgg16 with batch_size full (1,437 samples of 3x224x224)",
-                       {"activations": 1.0}, {"activations": ""}, torch.device("cpu"), 2e15, True, 1)
+    step = footprint.Step("one training step of vgg16 with batch_size full (1,437 samples of 3x224x224)",
+                          {"activations": 1.0}, {"activations": ""}, torch.device("cpu"), 2e15, True, 1)
     memory._note_slow(step)
     err = capsys.readouterr().err
     assert err.startswith("note: one training step of vgg16 with batch_size full") and "PFLOP" in err
     assert "per epoch or more on this cpu" in err
-    memory._note_slow(memory.Step("small", {}, {}, torch.device("cpu"), 1e9, True, 1))
+    memory._note_slow(footprint.Step("small", {}, {}, torch.device("cpu"), 1e9, True, 1))
     assert capsys.readouterr().err == ""
 
 

@@ -38,7 +38,7 @@ def test_bf16_autocast_trains_a_cnn_on_the_cpu(tmp_path):
     rows = _rows(run)
     assert all(math.isfinite(float(r["train/loss"])) for r in rows)
     assert float(rows[-1]["train/loss"]) < float(rows[0]["train/loss"])  # it learns
-    assert s["test"]["test/acc"] > 0.5 and all(v.dtype == torch.float32 for v in _weights(run).values() if v.is_floating_point())
+    assert s.test["test/acc"] > 0.5 and all(v.dtype == torch.float32 for v in _weights(run).values() if v.is_floating_point())
 
 
 def test_fp16_grad_scaler_state_round_trips_through_last_pt(tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from conftest import metrics_rows, read_summary
 from dlseminar import catalog, config, run
-from dlseminar.datasets.base import split_indices
+from dlseminar.data import split_indices
 from dlseminar.datasets.tabular import diabetes
 from dlseminar.models.perceptron import Perceptron
 

@@ -89,7 +89,7 @@ def test_palette_masks_odd_size_classes_inferred_and_files_untouched(tmp_path):
     assert seg.palette.tolist() == [PALETTE[0:3], PALETTE[3:6], PALETTE[6:9]]  # the file's colours
     data = build("data.name=seg_folder", f"data.root={tmp_path}")
     assert data.info.kind == "segmentation" and data.info.num_classes == 3 and data.info.in_shape == (3, 131, 97)
-    assert set(data.splits) == {"train", "val", "test"} and data.palette.shape == (3, 3)
+    assert set(data.splits) == {"train", "val", "test"} and data.stats["palette"].shape == (3, 3)
     assert digest(tmp_path) == before  # read only
 
 
@@ -316,7 +316,7 @@ def test_explicit_num_classes_above_the_masks_is_kept_through_eval(tmp_path):
                                "logging.plots=false", f"out={tmp_path / 'run'}"])
     run_dir, summary = train(cfg)
     result, details, _ = evaluate(str(run_dir / "best.pt"), "test")
-    assert result == summary["test"]
+    assert result == summary.test
     assert len(details[1]) == 4  # one IoU row per class, the unused one included
 
 

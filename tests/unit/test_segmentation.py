@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, jaccard_score
 
 from dlseminar import catalog, config
-from dlseminar.datasets import DataInfo, build_data
+from dlseminar.data import DataInfo
+from dlseminar.datasets import build_data
 from dlseminar.datasets.segmentation import shapes_seg
 from dlseminar.errors import ConfigError
 from dlseminar.registry import TASKS

@@ -72,8 +72,8 @@ def _poison(monkeypatch, bad_calls):
 def test_on_nan_stop_ends_the_run_within_the_step_and_keeps_finite_weights(tmp_path, monkeypatch):
     _poison(monkeypatch, {13})  # 120 train samples / 16 = 8 steps per epoch: step 5 of epoch 2
     run_dir, summary = train(resolve(sets=BASE + [f"out={tmp_path / 'r'}"]))
-    assert summary["stop_reason"].startswith("the training loss is not finite at epoch 2, step 5")
-    assert summary["epochs_run"] == 2 and summary["stopped_early"]
+    assert summary.stop_reason.startswith("the training loss is not finite at epoch 2, step 5")
+    assert summary.epochs_run == 2 and summary.stopped_early
     last = torch.load(run_dir / "last.pt", weights_only=True)
     assert last["step"] == 12  # the poisoned step made no update
     assert all(torch.isfinite(t).all() for t in last["model"].values())
@@ -83,7 +83,7 @@ def test_on_nan_stop_ends_the_run_within_the_step_and_keeps_finite_weights(tmp_p
 def test_on_nan_skip_drops_the_bad_steps_and_counts_them(tmp_path, monkeypatch):
     _poison(monkeypatch, {4, 20})  # epoch 1 step 4, epoch 3 step 4
     run_dir, summary = train(resolve(sets=BASE + ["train.on_nan=skip", f"out={tmp_path / 'r'}"]))
-    assert summary["epochs_run"] == 3 and not summary["stopped_early"]
+    assert summary.epochs_run == 3 and not summary.stopped_early
     last = torch.load(run_dir / "last.pt", weights_only=True)
     assert last["step"] == 22 and last["nan_skips"] == 2
     assert [r["train/skipped_steps"] for r in _rows(run_dir)] == ["1", "1", "2"]

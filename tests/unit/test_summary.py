@@ -111,3 +111,27 @@ def test_compare_reads_the_direction_from_an_old_summary(tmp_path):
     assert row["mode"] == "min" and row["best"] == 0.9 and row["test"] == 0.875
     (run_dir / "config.yaml").unlink()
     assert compare.run_row(run_dir)["mode"] == "max"
+
+
+def test_an_old_summary_takes_the_direction_its_task_declares():
+    """Without a recorded or configured mode, the Task named in the summary says which way its metric improves:
+    a lower-is-better metric that the old name rule would read as higher-is-better goes the right way."""
+    from dlseminar.registry import TASKS
+    from dlseminar.tasks import Task
+
+    class ErrorRate(Task):
+        kind = "error_rate_test"
+        monitor, mode = "val/error_rate", "min"
+        metric_modes = {"loss": "min", "error_rate": "min"}
+
+    TASKS.register("error_rate_test")(ErrorRate)
+    try:
+        assert RunSummary(task="error_rate_test", monitor="val/error_rate").direction() == "min"
+        assert RunSummary(task="error_rate_test", monitor="val/error_rate").direction("max") == "max"  # configured
+        assert RunSummary(task="regression", monitor="val/r2").direction() == "max"
+        assert RunSummary(task="segmentation", monitor="val/miou").direction() == "max"
+        # no task known here (or none at all, or a hand-edited one): the name rule, as a last resort
+        assert RunSummary(task="nowhere", monitor="val/error_rate").direction() == "max"
+        assert RunSummary(task=["x"], monitor="val/loss").direction() == "min"
+    finally:
+        TASKS.unregister("error_rate_test")

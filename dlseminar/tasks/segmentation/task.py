@@ -94,7 +94,7 @@ class Segmentation(Task):
         """(K, 3) uint8 class colours: the dataset's palette (palette masks) or a fixed colormap."""
         from ...viz.images import class_colors
 
-        return class_colors(self.info.num_classes, getattr(data, "palette", None))
+        return class_colors(self.info.num_classes, data.stats.get("palette"))
 
     def plots(self, folder, model, data, device):
         """predictions.png: up to 6 validation images, their true and their predicted masks."""

@@ -22,14 +22,14 @@ from ..seeding import mix_seed
 OPS = ("hflip", "vflip", "crop")
 
 
-def check(names: list[str], kind: str, per_batch: bool) -> None:
+def check(names: list[str], data) -> None:
+    """data.augment names known operations, and the data declares how augmentation moves its labels."""
     unknown = [n for n in names if n not in OPS]
     if unknown:
         raise ConfigError(f"data.augment: unknown operation {unknown[0]!r}; choose from {', '.join(OPS)}")
-    if names and not per_batch:
-        raise ConfigError("data.augment applies to image datasets only (this dataset is a table)")
-    if names and kind not in ("classification", "segmentation", "detection"):  # detection: datasets/detection.py
-        raise ConfigError(f"data.augment is not supported for {kind} data")
+    if names and data.augment_labels is None:
+        what = "this dataset is a table" if len(data.info.in_shape) == 1 else f"not for {data.info.kind} data"
+        raise ConfigError(f"data.augment applies to image datasets only ({what})")
 
 
 class Augment:

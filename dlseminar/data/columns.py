@@ -1,6 +1,6 @@
 """A Table's columns as the model sees them: the target's kind and classes, text features one-hot.
 
-split_table (base.py) calls these. What they fit (the categories of text columns, the classes,
+Table.split (table.py) calls these. What they fit (the categories of text columns, the classes,
 the columns in their order) comes from the training split, is stored in the checkpoint's data
 stats as `stats["table"]`, and replaces every fit when a checkpoint is evaluated or resumed: a
 model trained on one CSV file is evaluated on another by column and class names, never by

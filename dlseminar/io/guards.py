@@ -1,11 +1,5 @@
-"""Writing files safely: one atomic writer, and the rules for where a command may write.
+"""Where a command may write (every `--out`, `--write`), checked before any work:
 
-Atomic: every file is written to a temporary file in the same folder (`.tmp-...`, so a killed write
-leaves a name the harness and `remove_stale_temps` recognise), flushed to disk, then renamed over
-the target with os.replace. A reader, or a crash at any moment, sees the old file or the new one,
-never half; the temporary file is removed on any failure, Ctrl-C included.
-
-Where a command may write (every `--out`, `--write`):
 - a path that exists and that the command did not create is refused unless the user passes
   --overwrite; a command's own outputs (its default file, a folder holding its marker file such as
   sweep.json) may be rewritten by a rerun;
@@ -13,89 +7,24 @@ Where a command may write (every `--out`, `--write`):
   read; paths compared after resolving `..` and symlinks) and never a run directory's own files
   (RUN_FILES, any `*.pt`) from another command;
 - a path under a file, or in a folder the user cannot write, is one clear error before any work.
+
+Also the helpers around those rules: a free numbered folder (numbered_dir), a previous run's files
+cleared for --overwrite (clear_run), and the paths a config reads (config_inputs).
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-TMP_PREFIX = ".tmp-"
 # What makes a folder a run directory, and the files of a run that no other command may replace.
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt")
 # Entries of a run directory written by a run or by the commands around it (sweep's train.log,
 # report.html); anything else in a folder is the user's. Lock files are hidden: starting with ".".
 RUN_ENTRIES = (*RUN_FILES, "train.log", "report.html", "plots", "tensorboard")
 PLOT_SUFFIXES = (".png", ".gif")  # what a run writes into plots/
-
-
-# ---------------------------------------------------------------- atomic writes
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path` for a writer that wants a file name (savefig, PIL);
-    when the block ends, the file is flushed to disk and renamed onto `path`; on any error (Ctrl-C
-    too) it is removed and `path` is left as it was. The temporary name keeps the suffix, so writers
-    that infer the format from it still do."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide a config or report from the group
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """open() for writing, atomically: the file appears at `path` complete, or not at all."""
-    with atomic_path(path) as tmp:
-        with open(tmp, mode, **kwargs) as f:
-            yield f
-
-
-def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
-    """Path.write_text, atomically."""
-    with atomic_open(path, "w", encoding=encoding) as f:
-        f.write(text)
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    """Path.write_bytes, atomically."""
-    with atomic_open(path, "wb") as f:
-        f.write(data)
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (not possible on every system: best effort)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------- what a path is
@@ -317,39 +246,16 @@ def clear_run(d: str | Path) -> list[str]:
     return removed
 
 
-# ---------------------------------------------------------------- all-or-nothing output folders
-@contextlib.contextmanager
-def staged(folder: str | Path, *, overwrite: bool = False, inputs: Inputs = (), option: str = "--out") -> Iterator[Path]:
-    """Write a command's files into a hidden folder inside `folder`, then move each into `folder` only if
-    none of them would replace what check_file refuses: all of them, or none. For outputs whose names
-    the writer decides (predict's <stem>_mask.png, feature maps). Yields the staging folder; its files
-    are moved to the same relative path under `folder`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=folder))
-    try:
-        yield stage
-        moves = [(p, folder / p.relative_to(stage)) for p in sorted(stage.rglob("*")) if p.is_file()]
-        for _, target in moves:
-            check_file(target, option=option, overwrite=overwrite, inputs=inputs, hint=f"choose another {option} folder")
-        for p, target in moves:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, target)
-        _fsync_dir(folder)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
 def config_inputs(cfg, label: str = "the config being read") -> list[tuple[Path, str]]:
     """The files and folders a config reads: its own file, data.path, and data.root for the datasets
     that read it (their description says so, as `dlsem datasets` shows it)."""
     found: list[tuple[Path, str]] = []
     if getattr(cfg, "source", None):
         found.append((Path(cfg.source), label))
-    from .config import SCHEMA
+    from ..config import SCHEMA
 
     try:
-        from .registry import DATASETS
+        from ..registry import DATASETS
 
         doc = DATASETS.get(cfg["data.name"]).fn.__doc__ or ""
     except Exception:  # not registered yet / unknown: the data step says so with its own error
