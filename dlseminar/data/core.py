@@ -125,14 +125,13 @@ def check_split(name: str, n: int, val_split: float, test_split: float, what: st
         raise ConfigError("data.val_split + data.test_split must leave samples for training (sum < 1)")
 
 
-def split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
-                   strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Sample indices per split, by seed; stratified by `strata`, or by the classes when `kind` is
-    classification, so every split holds each group in proportion."""
+def split_indices(n: int, val: float, test: float, seed: int, strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Indices of n samples per split, by seed. With `strata` (one group per sample: the classes, or
+    any groups to keep in proportion) every split holds each group in proportion."""
     from sklearn.model_selection import train_test_split
 
-    idx = np.arange(len(y))
-    groups = strata if strata is not None else (y if kind == "classification" else None)
+    idx = np.arange(n)
+    groups = strata
     strat = groups is not None
 
     def cut(ids, frac, salt):
@@ -148,10 +147,10 @@ def split_indices(y: np.ndarray, kind: str, val: float, test: float, seed: int,
 
     out = {}
     rest = idx
-    n_test, n_val = round(test * len(y)), max(1, round(val * len(y)))  # whole samples: sizes exactly as asked
+    n_test, n_val = round(test * n), max(1, round(val * n))  # whole samples: sizes exactly as asked
     if n_test > 0:
         rest, out["test"] = cut(idx, n_test, 0)
     if n_val >= len(rest):
-        raise DataError(f"{len(y)} samples are too few for val_split {val} and test_split {test}")
+        raise DataError(f"{n} samples are too few for val_split {val} and test_split {test}")
     out["train"], out["val"] = cut(rest, n_val, 1)
     return out

@@ -50,7 +50,8 @@ class Table(Samples):
         if table.note and not schema:
             note(table.note)
         check_split(name, len(y), spec.val, spec.test, "samples")
-        parts = split_indices(y, kind, spec.val, spec.test, spec.seed, table.strata)
+        strata = table.strata if table.strata is not None else (y if kind == "classification" else None)
+        parts = split_indices(len(y), spec.val, spec.test, spec.seed, strata)
         if len(parts["train"]) == 0 or len(parts["val"]) == 0:
             raise DataError(f"dataset {name!r} is too small for the requested splits")
         X, feature_names, categories, keep = features(table, parts["train"], schema)

@@ -123,7 +123,7 @@ def test_the_largest_seed_works_in_every_place_a_seed_is_used():
     from dlseminar.run import seed_all
 
     seed_all(SEED_MAX)
-    parts = split_indices(np.arange(40) % 2, "classification", 0.2, 0.2, SEED_MAX)
+    parts = split_indices(40, 0.2, 0.2, SEED_MAX, strata=np.arange(40) % 2)
     assert sum(len(v) for v in parts.values()) == 40
     torch.manual_seed(rank_seed(SEED_MAX, 7, 10**6))
     aug = Augment(["hflip"], (8, 8), False, SEED_MAX)

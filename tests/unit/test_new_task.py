@@ -36,7 +36,7 @@ class Tags(Samples):
 
     def split(self, spec: SplitSpec) -> Data:
         check_split(spec.name, len(self.X), spec.val, spec.test, "samples")
-        parts = split_indices(self.Y[:, 0], "multilabel", spec.val, spec.test, spec.seed)
+        parts = split_indices(len(self.X), spec.val, spec.test, spec.seed)
         info = DataInfo(name=spec.name, kind="multilabel", in_shape=(self.X.shape[1],), num_classes=len(LABELS),
                         class_names=list(LABELS))
         spec.check(info)  # a checkpoint's description, before its stats apply

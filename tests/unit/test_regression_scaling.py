@@ -29,7 +29,7 @@ def test_perceptron_on_diabetes_is_linear_regression(dlsem, tmp_path, seed):
     from sklearn.metrics import r2_score
 
     t = diabetes()
-    parts = split_indices(t.y, "regression", 0.2, 0.2, seed)  # the defaults' val_split and test_split
+    parts = split_indices(len(t.y), 0.2, 0.2, seed)  # the defaults' val_split and test_split
     cfg = config.resolve(sets=["data.name=diabetes", f"seed={seed}"])
     data = run.build(cfg).data
     np.testing.assert_array_equal(data.splits["train"][1][:, 0].numpy(), t.y[parts["train"]].astype(np.float32))

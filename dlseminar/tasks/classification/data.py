@@ -38,7 +38,7 @@ class Images(Samples):
         """Stratified split by seed (val/test carved from X; an official test set replaces the test cut)."""
         y = self.y.numpy()
         check_split(spec.name, len(y), spec.val, spec.test)
-        parts = split_indices(y, "classification", spec.val, 0.0 if self.test is not None else spec.test, spec.seed)
+        parts = split_indices(len(y), spec.val, 0.0 if self.test is not None else spec.test, spec.seed, strata=y)
         splits = {s: (self.X[torch.as_tensor(ix)], self.y[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
         if self.test is not None:
             splits["test"] = self.test

@@ -156,7 +156,7 @@ class DetImages(Samples):
         """Random split by seed (an official test set replaces the test cut); train-only channel stats."""
         n, name = len(self.targets), spec.name
         check_split(name, n, spec.val, spec.test)
-        parts = split_indices(np.arange(n), "detection", spec.val, 0.0 if self.test is not None else spec.test,
+        parts = split_indices(n, spec.val, 0.0 if self.test is not None else spec.test,
                               spec.seed)
         splits = {s: (take(self.images, ix), [self.targets[i] for i in ix]) for s, ix in parts.items() if len(ix)}
         if self.test is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from ...data.core import Data, DataInfo, Samples, SplitSpec, check_split, split_indices
@@ -43,7 +42,7 @@ class SegImages(Samples):
         """Random split by seed (an official held-out set replaces the test cut); train-only channel stats."""
         n = len(self.X)
         check_split(spec.name, n, spec.val, spec.test)
-        parts = split_indices(np.arange(n), "segmentation", spec.val, 0.0 if self.test is not None else spec.test,
+        parts = split_indices(n, spec.val, 0.0 if self.test is not None else spec.test,
                               spec.seed)
         splits = {s: (self.X[torch.as_tensor(ix)], self.masks[torch.as_tensor(ix)]) for s, ix in parts.items()
                   if len(ix)}
