@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .observers import OBSERVERS, Observer
 from .viz.figure import matplotlib_agg, pyplot, save
+
+if TYPE_CHECKING:  # only named in annotations: summary.py loads the tasks, which import the observers
+    from .summary import RunSummary
 
 GRID = 100  # predictions per axis
 EVERY_EPOCH, LATER = 20, 60  # the first 20 epochs (where most of the motion is), then about 60 more frames
@@ -139,16 +143,16 @@ class BoundaryFrames(Observer):
         self.frames, self.captions = list(d["frames"]), list(d["captions"])
 
     # ---------------------------------------------------------------- drawing
-    def finish(self, run_dir: Path, summary: dict) -> None:
+    def finish(self, run_dir: Path, summary: RunSummary) -> None:
         if not self.frames:
             return
-        final = f"final weights: epoch {summary['best_epoch']}" + (" (best, restored)" if summary.get("restored_best") else "")
+        final = f"final weights: epoch {summary.best_epoch}" + (" (best, restored)" if summary.restored_best else "")
         frames = [*zip(self.frames, self.captions), (self._frame(), final)]  # the model now holds the final weights
         images = [self._draw(f, c, self.k) for f, c in frames]
         path = run_dir / "plots" / "decision_boundary.gif"
         images[0].save(path, save_all=True, append_images=images[1:], loop=0, optimize=False,
                        duration=[MS_FRAME] * (len(images) - 1) + [MS_LAST])
-        summary.setdefault("plots", []).append("plots/decision_boundary.gif")
+        summary.plots = [*(summary.plots or []), "plots/decision_boundary.gif"]
 
     def _draw(self, frame: torch.Tensor, caption: str, k: int):
         """One frame as a palette image: the GIF's own format, so Pillow has nothing to quantise."""

@@ -23,11 +23,15 @@ runs when train.health is off.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .observers import OBSERVERS, Observer
+
+if TYPE_CHECKING:  # only named in annotations: summary.py loads the tasks, which import the observers
+    from .summary import RunSummary
 
 THRESHOLD = 1e-3  # |w| below this counts as (near) zero
 BINS = 20
@@ -138,8 +142,8 @@ class Health(Observer):
         s = d.get("sum")
         self._sum = None if s is None else s.to(self.weights[0][1].device if self.weights else "cpu")
 
-    def summarize(self, summary: dict) -> None:
-        summary["health"] = self.summary()
+    def summarize(self, summary: RunSummary) -> None:
+        summary.health = self.summary()
 
     def summary(self) -> dict:
         """Per-epoch lists for summary.json: {metric: {layer: [one value per epoch]}}."""

@@ -1,7 +1,8 @@
 """The run summary: what `dlsem train` writes to runs/<name>/summary.json, as a typed record.
 
-`run.py` builds one at the end of a run; `compare`, `report`, `sweep`, `zoo` and the CLI read its
-fields as attributes. `to_json()` writes exactly the file `dlsem train` has always written (same
+`run.py` builds one at the end of a run and the observers set its optional fields (health, plots);
+`compare`, `report`, `sweep`, `zoo`, the plots and the CLI read its fields as attributes. It is not
+a mapping: a part of summary.json that nothing declares yet is a new field here. `to_json()` writes exactly the file `dlsem train` has always written (same
 keys, same order, same values), and `from_json()` reads today's files and older ones: a key a
 file lacks is None (or an empty dict), a key this class does not declare is kept in `extra`, so a
 summary read and written again is the same file, byte for byte.
@@ -13,7 +14,6 @@ at the end of a run (and a sweep into each member's train.log).
 from __future__ import annotations
 
 import json
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -24,13 +24,9 @@ CORE = ("name", "task", "model", "dataset", "loss", "optimizer", "device", "para
 
 
 @dataclass(eq=True)
-class RunSummary(MutableMapping):
-    """One run's summary.json. The optional parts after `processes` are added by observers and models
-    (training health, a perceptron's weights, the plots drawn) and are None when the run has none.
-
-    Everything reads and sets its fields as attributes, except three observers (health.py, boundary.py,
-    tensorboard_log.py) that still add to it by key: for them only it is also a mapping over its
-    summary.json keys, until they set `health` and `plots` as attributes too."""
+class RunSummary:
+    """One run's summary.json. The optional parts after `processes` are set by observers and models
+    (training health, a perceptron's weights, the plots drawn) and are None when the run has none."""
 
     name: str | None = None
     task: str | None = None
@@ -64,7 +60,7 @@ class RunSummary(MutableMapping):
     # ---------------------------------------------------------------- JSON
     def to_dict(self) -> dict:
         """The summary.json object: the keys in the order they were read (or written by a run)."""
-        return {k: self[k] for k in self._keys()}
+        return {k: self.extra[k] if k in self.extra else getattr(self, k) for k in self._keys()}
 
     def to_json(self) -> str:
         """The text of summary.json (values JSON cannot hold, written as text as before)."""
@@ -102,7 +98,7 @@ class RunSummary(MutableMapping):
         monitor = self.monitor if isinstance(self.monitor, str) else ""
         return "min" if monitor.endswith("loss") or monitor.split("/")[-1] in ("mse", "mae", "rmse") else "max"
 
-    # ---------------------------------------------------------------- the mapping over summary.json keys
+    # ---------------------------------------------------------------- the order of summary.json's keys
     def __post_init__(self):
         if self._order is None:  # built by a run: CORE, then the optional parts given, in declaration order
             self._order = list(CORE) + [n for n in FIELDS if n not in CORE and getattr(self, n) != _default(n)]
@@ -114,37 +110,9 @@ class RunSummary(MutableMapping):
             order.append(name)
 
     def _keys(self) -> list[str]:
+        """summary.json's keys: the fields read or set (in that order), then `extra` keys added since."""
         keys = [k for k in self._order if k in FIELDS or k in self.extra]
         return keys + [k for k in self.extra if k not in keys]
-
-    def __getitem__(self, key: str):
-        if key not in self._keys():
-            raise KeyError(key)
-        return self.extra[key] if key in self.extra else getattr(self, key)
-
-    def __setitem__(self, key: str, value) -> None:
-        if key in FIELDS:
-            setattr(self, key, value)
-        else:
-            self.extra[key] = value
-        if key not in self._order:
-            self._order.append(key)
-
-    def __delitem__(self, key: str) -> None:
-        if key not in self._keys():
-            raise KeyError(key)
-        if key in self.extra:
-            del self.extra[key]
-        else:
-            setattr(self, key, _default(key))
-        if key in self._order:
-            self._order.remove(key)
-
-    def __iter__(self):
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
 
 
 # the summary.json keys the class declares, in order

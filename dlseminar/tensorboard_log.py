@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import SCHEMA
 from .errors import ConfigError
 from .observers import OBSERVERS, Observer
+
+if TYPE_CHECKING:  # only named in annotations: summary.py loads the tasks, which import the observers
+    from .summary import RunSummary
 
 
 @OBSERVERS.register("tensorboard")
@@ -66,18 +70,18 @@ class TensorBoardLog(Observer):
             if _number(v):
                 w.add_scalar(key, v, self.step)  # `epoch` included: the step -> epoch mapping
 
-    def finish(self, run_dir: Path, summary: dict) -> None:
+    def finish(self, run_dir: Path, summary: RunSummary) -> None:
         import numpy as np
         from PIL import Image
         from torch.utils.tensorboard.summary import hparams
 
         w = self.writer
-        for rel in summary.get("plots", []):
+        for rel in summary.plots or []:
             if rel.endswith(".png"):
                 with Image.open(run_dir / rel) as im:
                     w.add_image(Path(rel).stem, np.asarray(im.convert("RGB")), self.step, dataformats="HWC")
-        metrics = {f"hparams/{k}": v for k, v in summary.get("test", {}).items() if _number(v) and math.isfinite(v)}
-        metrics.update({f"hparams/best/{k}": v for k, v in summary.get("best", {}).items()
+        metrics = {f"hparams/{k}": v for k, v in summary.test.items() if _number(v) and math.isfinite(v)}
+        metrics.update({f"hparams/best/{k}": v for k, v in summary.best.items()
                         if _number(v) and math.isfinite(v)})
         params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in ((k, self.cfg[k]) for k in SCHEMA)}
         for part in hparams(params, metrics):  # experiment, session start and end: what the HPARAMS tab reads

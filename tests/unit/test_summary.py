@@ -57,7 +57,7 @@ def test_an_old_summary_without_optional_keys_reads_and_writes_back_unchanged():
     assert s.mode is None and s.processes is None and s.test_details is None and s.test_checkpoint is None
     assert s.health is None and s.weights is None and s.plots is None and s.extra == {}
     assert s.to_json() == text  # no key it lacked is added
-    assert "mode" not in s and s.get("plots") is None and s["monitor"] == "val/loss"
+    assert "mode" not in s.to_dict() and s.plots is None and s.monitor == "val/loss"
 
 
 @pytest.mark.parametrize("monitor, mode, configured, expected", [
@@ -78,22 +78,25 @@ def test_unknown_keys_are_kept_in_their_place():
     text = json.dumps(d, indent=2) + "\n"
     s = RunSummary.from_json(text)
     assert s.extra == {"lab_note": {"who": "ta", "n": [1, 2]}, "zz": None}
-    assert s.to_json() == text and s["lab_note"]["who"] == "ta"
+    assert s.to_json() == text and s.extra["lab_note"]["who"] == "ta"
 
 
-def test_parts_added_by_key_or_attribute_keep_the_order_a_dict_would():
-    """Observers and models add to the summary by key (health, weights, the boundary GIF), run.py by attribute
-    (plots): the file lists them in the order they were added, as the dict it replaces did."""
+def test_parts_added_by_attribute_keep_the_order_a_dict_would():
+    """Observers, models and run.py set the optional parts (health, weights, plots) as attributes: the file
+    lists them in the order they were added, as the dict the summary replaces did."""
     base = {"name": "x", "monitor": "val/acc", "mode": "max", "best": {"val/acc": 1.0}}
-    s, d = RunSummary(**base), {k: RunSummary(**base)[k] for k in CORE}
-    for target in (s, d):
-        target.setdefault("plots", []).append("plots/decision_boundary.gif")
-        target["health"] = {"layers": []}
-        target.update({"weights": {"w0": 0.5, "w": [1.0]}})
-        target["custom"] = math.pi
+    s, d = RunSummary(**base), {k: getattr(RunSummary(**base), k) for k in CORE}
+    s.plots = [*(s.plots or []), "plots/decision_boundary.gif"]
+    s.health = {"layers": []}
+    s.weights = {"w0": 0.5, "w": [1.0]}
+    s.extra["custom"] = math.pi
+    d.setdefault("plots", []).append("plots/decision_boundary.gif")
+    d["health"] = {"layers": []}
+    d.update({"weights": {"w0": 0.5, "w": [1.0]}})
+    d["custom"] = math.pi
     s.test_details = {"columns": [], "rows": []}
     d["test_details"] = {"columns": [], "rows": []}
-    assert list(s) == [*CORE, "plots", "health", "weights", "custom"]
+    assert list(s.to_dict()) == [*CORE, "plots", "health", "weights", "custom"]
     assert s.to_json() == json.dumps(d, indent=2) + "\n"
     assert s.plots == ["plots/decision_boundary.gif"] and s.extra == {"custom": math.pi}
     assert RunSummary.from_json(s.to_json()).to_json() == s.to_json()
