@@ -23,6 +23,7 @@ from .config import SCHEMA, Config, resolve
 from .errors import CheckpointError, ConfigError, UserError
 from .data import Data, TensorLoader
 from .datasets import build_data
+from .diagnosis import diagnose
 from .engine import amp, distributed
 from .engine import checkpoint as ckpt
 from .engine.optim import LRSchedule, build_optimizer
@@ -362,6 +363,8 @@ def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_l
         summary.plots = make_plots(run_dir, setup, state.history, summary)
     for ob in trainer.observers:
         ob.finish(run_dir, summary)
+    verdict = diagnose(state.history, state.stop_reason, setup.task.reference_loss())  # read from the curves
+    summary.diagnosis = {"kind": verdict.kind, "line": verdict.line, "epoch": verdict.epoch}
     io.write_text(run_dir / "summary.json", summary.to_json())
     return run_dir, summary
 

@@ -24,7 +24,8 @@ NUMBER = (int, float)
 # summary.json keys a reader uses, with the types dlsem train writes (None allowed where it writes None)
 SUMMARY_TYPES = {"name": str, "monitor": str, "mode": str, "stop_reason": (str, type(None)), "best": dict, "test": dict,
                  "epochs_run": int, "best_epoch": (int, type(None)), "seconds": NUMBER, "params": int,
-                 "restored_best": bool, "test_details": (dict, type(None)), "test_checkpoint": str}
+                 "restored_best": bool, "test_details": (dict, type(None)), "test_checkpoint": str,
+                 "diagnosis": (dict, type(None))}
 SUMMARY_REQUIRED = ("monitor", "best")  # what ranking a run needs
 SWEEP_FIX = "run the same `dlsem sweep` (or `dlsem zoo`) command again to rewrite it, or delete the directory"
 

@@ -53,6 +53,9 @@ class RunSummary:
     health: dict | None = None  # the health observer's per-epoch lists (train.health)
     weights: dict | list | None = None  # a perceptron's {"w0", "w"} in original units (one per output: a list)
     plots: list | None = None  # files under the run directory: "plots/curves.png", the boundary GIF, ...
+    # what the curves show (diagnosis.py): {"kind": "overfitting", "line": "overfitting since epoch 12: ...",
+    # "epoch": 12}; None in summaries written before it was read
+    diagnosis: dict | None = None
     extra: dict = field(default_factory=dict)  # keys this class does not know (newer or hand-added)
     # summary.json's keys in the order they were read or first set, as the dict it replaces kept them
     _order: list | None = field(default=None, repr=False, compare=False)
@@ -150,6 +153,8 @@ def print_summary(run_dir: Path, s: RunSummary) -> None:
     for part, metrics in (("best", s.best), ("test", s.test)):
         if metrics:
             c.print(f"{part:5s} " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if s.diagnosis:
+        c.print(f"diagnosis: {escape(str(s.diagnosis.get('line', '')))}")
     if s.weights is not None:
         c.print(f"weights (original units): {s.weights}")
     c.print(f"run directory: {escape(str(run_dir))}  ({s.seconds:.1f}s)")

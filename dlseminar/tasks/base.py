@@ -105,6 +105,11 @@ class Task:
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
+    def reference_loss(self) -> float | None:
+        """The loss of a model that learned nothing (the diagnosis's yardstick for underfitting);
+        None when the task has none that holds for every dataset."""
+        return None
+
     def train_logs(self) -> dict[str, float]:
         """Extra per-epoch training numbers (e.g. a detector's loss parts), called by the Trainer after
         each training epoch; logged as train/<key>. The task resets what it accumulated."""

@@ -38,7 +38,7 @@ def test_a_real_summary_round_trips_byte_for_byte(finished):
     assert returned.to_json() == text  # what run.train returns is what it wrote
     assert s.extra == {}
     # the optional parts are declared fields, after the keys every run writes
-    assert list(json.loads(text)) == [*CORE, "health", "weights", "plots"]
+    assert list(json.loads(text)) == [*CORE, "health", "weights", "plots", "diagnosis"]
     assert s.health["layers"] and set(s.weights) == {"w0", "w"} and "plots/decision_boundary.gif" in s.plots
     assert s.monitor == "val/acc" and s.mode == "max" and s.epochs_run == 3 and s.processes == 1
 

@@ -93,6 +93,11 @@ class Classification(Task):
     def new_metrics(self, device):
         return ConfusionMetrics(self, device)
 
+    def reference_loss(self):
+        from ...diagnosis import chance_loss
+
+        return chance_loss(self.loss_name, self.info.num_classes)
+
     def predict(self, model, x):
         return self.probs(model(x))
 
