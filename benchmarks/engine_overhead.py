@@ -37,7 +37,7 @@ from dlseminar.config import resolve  # noqa: E402
 from dlseminar.engine import checkpoint as ckpt  # noqa: E402
 from dlseminar.engine.optim import LRSchedule, build_optimizer  # noqa: E402
 from dlseminar.engine.trainer import Trainer  # noqa: E402
-from dlseminar.run import build  # noqa: E402
+from dlseminar.assemble import build  # noqa: E402
 from _common import CheckpointCounter, max_weight_diff, run  # noqa: E402  (benchmarks/ is on sys.path)
 
 TARGET = 1.10

@@ -32,7 +32,7 @@ CONFIGS = [
 
 CHILD = r"""
 import json, sys, time, torch
-from dlseminar import footprint, run
+from dlseminar import assemble, footprint
 from dlseminar.config import resolve
 from dlseminar.engine.optim import build_optimizer
 
@@ -41,7 +41,7 @@ def status(key):
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key))
 
 cfg = resolve(None, json.loads(sys.argv[1]) + ["device=cpu"], {})
-setup = run.build(cfg)
+setup = assemble.build(cfg)
 t0 = time.perf_counter()
 step = footprint.estimate_step(cfg, setup)
 seconds = time.perf_counter() - t0

@@ -32,7 +32,7 @@ from dlseminar.config import resolve  # noqa: E402
 from dlseminar.engine import amp  # noqa: E402
 from dlseminar.engine.optim import LRSchedule, build_optimizer  # noqa: E402
 from dlseminar.engine.trainer import Trainer  # noqa: E402
-from dlseminar.run import build  # noqa: E402
+from dlseminar.assemble import build  # noqa: E402
 from _common import run  # noqa: E402  (benchmarks/ is on sys.path)
 
 SETTINGS = [("32", False), ("32", True), ("bf16", False), ("bf16", True)]

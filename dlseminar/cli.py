@@ -92,9 +92,9 @@ def eval_(
 
     if split not in ("train", "val", "test"):
         raise ConfigError(f"--split must be train, val or test (got {split!r})")
-    from . import run
+    from . import inference
 
-    metrics, details, info = run.evaluate(str(ckpt), split, set_, {"data": data})
+    metrics, details, info = inference.evaluate(str(ckpt), split, set_, {"data": data})
     if json_:
         print(json.dumps(metrics))
         return
@@ -134,13 +134,13 @@ def predict(
 ):
     """Class probabilities (the lesson's softmax table) for image files, class masks from a segmentation
     model, or boxes from a detector (<stem>_boxes.png with --out)."""
-    from . import run
+    from . import inference
 
     if score_threshold is not None:
         set_ = [*set_, f"model.score_thresh={score_threshold}"]
 
-    results, X, setup = run.predict_images(str(ckpt), [str(i) for i in images], top_k, set_, out=out,
-                                           overwrite=overwrite, features=features)
+    results, X, setup = inference.predict_images(str(ckpt), [str(i) for i in images], top_k, set_, out=out,
+                                                 overwrite=overwrite, features=features)
     for f in results[0].get("features", []) if results else []:
         print(f"feature maps: {f}", file=sys.stderr)
     if json_:

@@ -58,7 +58,7 @@ class Health(Observer):
 
     @classmethod
     def for_setup(cls, setup, optimizer) -> "Health":
-        """A Health for a run.build() Setup: the probe is the first PROBE training samples, unshuffled."""
+        """A Health for an assemble.build() Setup: the probe is the first PROBE training samples, unshuffled."""
         cfg = setup.cfg
         probe = None
         if "train" in setup.data.splits:

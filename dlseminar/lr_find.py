@@ -13,7 +13,7 @@ by 10. At the minimum the lr is already at the edge of instability; a tenth of i
 the region where the loss falls fast. The steepest descent of the smoothed curve (the lr where
 d loss / d log(lr) is most negative, before the minimum) is reported and drawn too.
 
-The range test is the only loop here: model, task, data and optimizer come from run.build and
+The range test is the only loop here: model, task, data and optimizer come from assemble.build and
 the engine's build_optimizer, and range_test() puts back the model's weights and buffers, the
 optimizer's state, the gradients, the train/eval mode and the RNG streams it found. Not used:
 train.accumulate (one batch per step), train.precision (float32), the lr schedule.
@@ -150,7 +150,7 @@ def _penalty(cfg: Config, model: torch.nn.Module):
 
 def find(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: int = 200) -> RangeTest:
     """The range test for a resolved config: built as `dlsem train` would build it."""
-    from . import run
+    from .assemble import build
     from .engine.optim import build_optimizer
 
     if not (math.isfinite(start) and math.isfinite(end)):  # an lr of inf would be "suggested"
@@ -161,7 +161,7 @@ def find(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: int = 200) 
         raise ConfigError(f"--start {start:g} is too small for --end {end:g}: their ratio overflows")
     if steps < 10:
         raise ConfigError(f"--steps must be at least 10 (got {steps})")
-    setup = run.build(cfg)
+    setup = build(cfg)
     optimizer = build_optimizer(cfg, setup.model)
     return range_test(setup.model, setup.task, optimizer, setup.loader("train", train=True), start, end, steps,
                       _penalty(cfg, setup.model), cfg["train.grad_clip"])

@@ -73,7 +73,7 @@ def test_bad_augment_settings_are_config_errors():
 
 
 def test_train_loader_augments_and_eval_loaders_do_not():
-    from dlseminar.run import build
+    from dlseminar.assemble import build
 
     cfg = resolve(sets=["data.name=shapes_seg", "data.n_samples=20", "data.image_size=32", "model.name=unet",
                         "model.depth=2", "model.base_width=4", "data.augment=hflip,crop", "train.batch_size=4"])
@@ -88,7 +88,7 @@ def test_train_loader_augments_and_eval_loaders_do_not():
 def test_class_weights_reach_the_pixel_loss_and_their_count_is_checked():
     import torch.nn.functional as F
 
-    from dlseminar.run import build
+    from dlseminar.assemble import build
 
     base = ["data.name=shapes_seg", "data.n_samples=10", "data.image_size=16", "data.num_classes=2",
             "model.name=unet", "model.depth=1", "model.base_width=2"]

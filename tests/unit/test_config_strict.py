@@ -120,7 +120,7 @@ def test_the_largest_seed_works_in_every_place_a_seed_is_used():
     from dlseminar.data.augment import Augment
     from dlseminar.data import split_indices
     from dlseminar.engine.distributed import rank_seed
-    from dlseminar.run import seed_all
+    from dlseminar.assemble import seed_all
 
     seed_all(SEED_MAX)
     parts = split_indices(40, 0.2, 0.2, SEED_MAX, strata=np.arange(40) % 2)

@@ -423,7 +423,7 @@ def test_training_logs_the_loss_parts_and_resumes_exactly(tmp_path):
     """metrics.csv gets the detector's loss parts (their sum is train/loss) and the COCO metrics, no
     val/loss; a resumed run repeats an uninterrupted one exactly (seeded shuffles and flips, and the
     detector's own sampling from the global RNG, whose state last.pt keeps)."""
-    from dlseminar import run
+    from dlseminar import assemble, run
 
     sets = ("model.name=fasterrcnn", "model.widths=[8,16,16]", "train.batch_size=4", "data.augment=[hflip]",
             "early_stop.patience=0")
@@ -444,4 +444,4 @@ def test_training_logs_the_loss_parts_and_resumes_exactly(tmp_path):
     assert set(summary.test) == {"test/map", "test/map50", "test/map75", "test/recall"}
     assert {"plots/curves.png", "plots/detections.png", "plots/stages.png"} <= set(summary.plots)
     with pytest.raises(ConfigError, match="does not fit a detection task"):
-        run.build(det_cfg("model.name=fasterrcnn", "loss.name=mse"))
+        assemble.build(det_cfg("model.name=fasterrcnn", "loss.name=mse"))

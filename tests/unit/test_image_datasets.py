@@ -408,7 +408,8 @@ def test_folder_channels_must_be_1_or_3(tmp_path):
 def test_eval_of_a_checkpoint_trained_without_standardisation(tmp_path):
     """standardize: false stores only the scale; eval must rebuild the data from that (was a KeyError)."""
     from dlseminar.config import resolve
-    from dlseminar.run import evaluate, train
+    from dlseminar.inference import evaluate
+    from dlseminar.run import train
 
     cfg = resolve(sets=["data.name=shapes", "data.n_samples=40", "data.image_size=16", "model.name=cnn",
                         "data.standardize=false", "train.epochs=1", "logging.plots=false", f"out={tmp_path / 'r'}"])

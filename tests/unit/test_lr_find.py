@@ -8,14 +8,14 @@ import torch
 import yaml
 
 from conftest import CONFIGS
-from dlseminar import lr_find, run
+from dlseminar import assemble, lr_find
 from dlseminar.config import resolve
 from dlseminar.engine.optim import build_optimizer
 
 
 def test_range_test_restores_weights_optimizer_grads_mode_and_rng():
     cfg = resolve(CONFIGS / "moons_mlp_dropout.yaml", ["data.n_samples=200", "loss.l1=0.001"])  # dropout draws numbers
-    setup = run.build(cfg)
+    setup = assemble.build(cfg)
     model, task = setup.model, setup.task
     opt = build_optimizer(cfg, model)
     loader = setup.loader("train", train=True)

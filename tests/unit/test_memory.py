@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from dlseminar import footprint, memory, run
+from dlseminar import assemble, footprint, memory
 from dlseminar.config import resolve
 from dlseminar.errors import ConfigError
 
 
 def setup_of(*sets):
     cfg = resolve(None, list(sets), {})
-    return cfg, run.build(cfg)
+    return cfg, assemble.build(cfg)
 
 
 def test_ram_available_is_at_most_meminfo():

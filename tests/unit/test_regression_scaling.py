@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import metrics_rows, read_summary
-from dlseminar import catalog, config, run
+from dlseminar import assemble, catalog, config
 from dlseminar.data import split_indices
 from dlseminar.datasets.tabular import diabetes
 from dlseminar.models.perceptron import Perceptron
@@ -31,7 +31,7 @@ def test_perceptron_on_diabetes_is_linear_regression(dlsem, tmp_path, seed):
     t = diabetes()
     parts = split_indices(len(t.y), 0.2, 0.2, seed)  # the defaults' val_split and test_split
     cfg = config.resolve(sets=["data.name=diabetes", f"seed={seed}"])
-    data = run.build(cfg).data
+    data = assemble.build(cfg).data
     np.testing.assert_array_equal(data.splits["train"][1][:, 0].numpy(), t.y[parts["train"]].astype(np.float32))
     np.testing.assert_array_equal(data.splits["test"][1][:, 0].numpy(), t.y[parts["test"]].astype(np.float32))
 
@@ -60,7 +60,7 @@ def test_scale_is_fitted_on_train_and_metrics_are_in_the_data_units(dlsem, tmp_p
     assert r.rc == 0, r
     ck = torch.load(tmp_path / "run/best.pt", weights_only=True)
     cfg = config.resolve(base=ck["config"])
-    setup = run.build(cfg)
+    setup = assemble.build(cfg)
     y_train = setup.data.splits["train"][1].double()
     stats = ck["data_stats"]
     assert torch.allclose(stats["target_mean"], y_train.mean(0), rtol=1e-6)

@@ -308,7 +308,8 @@ def test_voc_seg_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
 
 def test_explicit_num_classes_above_the_masks_is_kept_through_eval(tmp_path):
     """data.num_classes: 4 set by the user (masks only hold 0-2) stays 4 in eval: the saved config carries it."""
-    from dlseminar.run import evaluate, train
+    from dlseminar.inference import evaluate
+    from dlseminar.run import train
 
     make_seg_folder(tmp_path / "d", n=8, size=(24, 20))
     cfg = config.resolve(sets=["data.name=seg_folder", f"data.root={tmp_path / 'd'}", "data.num_classes=4",
@@ -325,7 +326,8 @@ def test_predict_needs_no_dataset_files_and_keeps_their_palette(tmp_path):
     new images reads nothing of the training data (VOC would mean decoding ~2,900 files)."""
     import shutil
 
-    from dlseminar.run import predict_images, train
+    from dlseminar.inference import predict_images
+    from dlseminar.run import train
 
     make_seg_folder(tmp_path / "d", n=8, size=(24, 20), palette=True)
     want = Image.open(next((tmp_path / "d/masks").iterdir())).getpalette()[: 3 * 3]

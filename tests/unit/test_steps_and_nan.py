@@ -113,7 +113,7 @@ def test_on_nan_skip_catches_an_overflowing_gradient(tmp_path, monkeypatch):
 
 
 def test_deterministic_flag_is_applied_and_released():
-    from dlseminar.run import build
+    from dlseminar.assemble import build
 
     build(resolve(sets=["train.deterministic=true"]))
     assert torch.are_deterministic_algorithms_enabled()
