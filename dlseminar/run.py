@@ -164,6 +164,8 @@ def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_l
     if explain is not None and not setup.data.per_batch and setup.data.info.in_shape[0] <= 32:  # small tables only
         st = setup.data.stats
         summary.weights = explain(st.get("mean"), st.get("std"), st.get("target_mean"), st.get("target_std"))["weights"]
+        if setup.data.info.true_weights:
+            summary.true_weights = setup.data.info.true_weights
     if cfg["logging.plots"]:
         summary.plots = make_plots(run_dir, setup, state.history, summary)
     for ob in trainer.observers:

@@ -52,6 +52,7 @@ class RunSummary:
     processes: int | None = None
     health: dict | None = None  # the health observer's per-epoch lists (train.health)
     weights: dict | list | None = None  # a perceptron's {"w0", "w"} in original units (one per output: a list)
+    true_weights: dict | None = None  # the generated data's own {"w0", "w"} (linear, plane), beside `weights`
     plots: list | None = None  # files under the run directory: "plots/curves.png", the boundary GIF, ...
     # what the curves show (diagnosis.py): {"kind": "overfitting", "line": "overfitting since epoch 12: ...",
     # "epoch": 12}; None in summaries written before it was read
@@ -157,4 +158,23 @@ def print_summary(run_dir: Path, s: RunSummary) -> None:
         c.print(f"diagnosis: {escape(str(s.diagnosis.get('line', '')))}")
     if s.weights is not None:
         c.print(f"weights (original units): {s.weights}")
+        ratios = weight_ratios(s.weights)
+        if s.task == "regression":  # the weights themselves are the answer: y = w0 + w.x
+            if s.true_weights:
+                c.print(f"the data's true plane: {s.true_weights}")
+        elif ratios:  # a class boundary's weights count only up to a factor: compare their ratios
+            truth = weight_ratios(s.true_weights) if s.true_weights else None
+            c.print(f"w0 : w1 : w2 ... as ratios to w1: {ratios}"
+                    + (f"  (the data's true line: {truth})" if truth else ""))
     c.print(f"run directory: {escape(str(run_dir))}  ({s.seconds:.1f}s)")
+
+
+def weight_ratios(weights) -> str | None:
+    """A single neuron's w0 : w1 : w2 ... divided by w1 ("-1.77 : 1 : 1.80"): the slide's form, in which
+    a separating line's weights are only defined up to a factor. None for several outputs or w1 = 0."""
+    if not isinstance(weights, dict) or not weights.get("w"):
+        return None
+    w1 = weights["w"][0]
+    if not w1:
+        return None
+    return " : ".join(f"{v / w1:.2f}" if i != 1 else "1" for i, v in enumerate([weights["w0"], *weights["w"]]))

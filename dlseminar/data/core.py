@@ -36,6 +36,9 @@ class DataInfo:
     # regression: the model learns (y - target_mean) / target_std; empty: the targets as they are
     target_mean: list[float] = field(default_factory=list)
     target_std: list[float] = field(default_factory=list)
+    # a generated dataset's true line or plane {"w0": ..., "w": [...]} in original units (the perceptron
+    # lessons draw it and compare the learned weights with it); empty: unknown
+    true_weights: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

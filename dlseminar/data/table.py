@@ -32,6 +32,7 @@ class Table(Samples):
     source: str | None = None  # the file, for messages; also: columns and classes are matched by name
     skip_bad: bool = False  # rows with a category the training split lacks are left out instead of refused
     note: str | None = None  # why task: auto chose this kind (printed unless a checkpoint decides)
+    truth: dict | None = None  # generated data: the line/plane {"w0", "w"} that made it (DataInfo.true_weights)
 
     def split(self, spec: SplitSpec) -> Data:
         """Split by seed (stratified for classes) and fit on the training split only: the features'
@@ -58,7 +59,8 @@ class Table(Samples):
         if keep is not None:
             parts = {s: ix[keep[ix]] for s, ix in parts.items()}
         info = DataInfo(name=name, kind=kind, in_shape=(X.shape[1],), num_classes=len(class_names),
-                        class_names=list(class_names), feature_names=feature_names, target_name=table.target_name)
+                        class_names=list(class_names), feature_names=feature_names, target_name=table.target_name,
+                        true_weights=dict(table.truth or {}))
         spec.check(info)
 
         if given:

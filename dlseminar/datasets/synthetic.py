@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import DATASETS
 from ..data.table import Table
+from ..registry import DATASETS
 
 XY = ["x1", "x2"]
+TRUE_LINE = {"w0": -1.75, "w": [1.0, 1.75]}  # x1 + 1.75*x2 - 1.75: the slides' line (linear) and plane (plane)
 
 
 def _noise(noise, default):
@@ -30,7 +31,7 @@ def linear(seed, n_samples=500, noise=None):
     rng = np.random.RandomState(seed)
     X = rng.uniform(-1, 3, size=(n_samples, 2))
     margin = X[:, 0] + 1.75 * X[:, 1] - 1.75 + rng.normal(0, _noise(noise, 0.0), n_samples)
-    return Table(X, (margin > 0).astype(np.int64), "classification", XY, ["below", "above"])
+    return Table(X, (margin > 0).astype(np.int64), "classification", XY, ["below", "above"], truth=TRUE_LINE)
 
 
 @DATASETS.register("moons", kind="classification")
@@ -69,7 +70,7 @@ def plane(seed, n_samples=500, noise=None):
     rng = np.random.RandomState(seed)
     X = rng.uniform(-2, 2, size=(n_samples, 2))
     y = X[:, 0] + 1.75 * X[:, 1] - 1.75 + rng.normal(0, _noise(noise, 0.1), n_samples)
-    return Table(X, y, "regression", XY, None, "y")
+    return Table(X, y, "regression", XY, None, "y", truth=TRUE_LINE)
 
 
 @DATASETS.register("fish", kind="classification")

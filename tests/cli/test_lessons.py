@@ -47,6 +47,18 @@ def test_plane_regression_recovers_the_plane(dlsem, tmp_path, loss):
     assert "weights (original units)" in r.out
 
 
+def test_linear_perceptron_learns_the_slides_line_up_to_a_factor(dlsem, tmp_path):
+    r = dlsem("train", CONFIGS / "linear_perceptron.yaml", "--out", "run", "--set", "logging.plots=false")
+    assert r.rc == 0, r
+    s = read_summary(tmp_path / "run")
+    w = s["weights"]
+    ratios = [w["w0"] / w["w"][0], w["w"][1] / w["w"][0]]
+    print("w0/w1, w2/w1:", ratios)
+    assert abs(ratios[0] - (-1.75)) < 0.1 and abs(ratios[1] - 1.75) < 0.1  # seed 0: -1.77, 1.80
+    assert s["true_weights"] == {"w0": -1.75, "w": [1.0, 1.75]}
+    assert "as ratios to w1: -1.7" in r.out and "(the data's true line: -1.75 : 1 : 1.75)" in r.out
+
+
 def test_overfitting_recipe_stops_early_and_restores_best(dlsem, tmp_path):
     r = dlsem("train", CONFIGS / "moons_overfit.yaml", "--out", "run", "--set", "logging.plots=false")
     assert r.rc == 0, r
