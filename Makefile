@@ -37,6 +37,7 @@ sweeps: $(STAMP)  ## optimizers, lr too high, activations, L1/L2, dropout, batch
 	$(BIN)/dlsem sweep configs/digits_optimizers.yaml --grid optim.name=sgd,momentum,rmsprop,adam --grid optim.lr=0.1,0.01,0.001
 	$(BIN)/dlsem sweep configs/digits_lr_too_high.yaml --grid optim.lr=0.01,0.1,1,10
 	$(BIN)/dlsem sweep configs/digits_activations.yaml --grid model.activation=sigmoid,tanh,relu,elu,maxout
+	$(BIN)/dlsem sweep configs/xor_two_hidden.yaml --grid seed=0,1,2,3,4,5,6,7,8,9
 	$(BIN)/dlsem sweep configs/moons_regularisation.yaml --grid loss.l1=0,0.001 --grid loss.l2=0,0.001
 	$(BIN)/dlsem sweep configs/moons_regularisation.yaml --grid model.dropout=0,0.5
 	$(BIN)/dlsem sweep configs/digits_batch_modes.yaml --grid train.batch_size=1,32,full

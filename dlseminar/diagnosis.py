@@ -2,7 +2,7 @@
 
 diagnose(history) looks at the per-epoch rows the Trainer records (metrics.csv: "epoch",
 "train/loss", "val/loss", "train/skipped_steps", ...) and says which of the seminar's pictures the
-curves show: diverged, overfitting, noisy, underfitting, still improving or a good fit (or that
+curves show: diverged, overfitting, noisy, underfitting, still improving or settled (or that
 three epochs or fewer are too few to tell). It reads losses only, and only their relative changes,
 so it works the same for a cross-entropy near 0.7 and a regression MSE near 300; the one absolute
 reference, the loss of a model that learned nothing, comes from chance_loss() when the caller
@@ -16,7 +16,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
 
-Kind = Literal["diverged", "too_short", "overfitting", "noisy", "underfitting", "still_improving", "good_fit"]
+Kind = Literal["diverged", "too_short", "overfitting", "noisy", "underfitting", "still_improving", "settled"]
 
 # Fewer epochs than this: no shape to read. Overfitting needs a minimum with two epochs after it,
 # a trend needs a window before the last epochs; with 1-3 points every verdict would be a guess.
@@ -101,8 +101,8 @@ def diagnose(history: Iterable[Mapping], stop_reason: str | None = None, chance:
     curve, name = (val, "validation loss") if val else (train, "training loss")
     jump, flips = _noise(curve)
     return (_overfitting(epochs, train, val, jump) or _noisy(jump, flips, name)
-            or _underfitting(train, val, chance) or _still_improving(curve, name, chance)
-            or _good_fit(epochs, train, curve, name))
+            or _underfitting(train, val, chance) or _still_improving(curve, name, chance, stop_reason)
+            or _settled(epochs, train, curve, name))
 
 
 # ------------------------------------------------------------------------------------ the verdicts
@@ -174,7 +174,7 @@ def _underfitting(train, val, chance) -> Diagnosis | None:
                                      f"-> {BIGGER}")
 
 
-def _still_improving(curve, name, chance) -> Diagnosis | None:
+def _still_improving(curve, name, chance, stop_reason) -> Diagnosis | None:
     if chance and curve[-1] < SOLVED * chance:
         return None
     k = min(WINDOW, len(curve) - 1)
@@ -184,16 +184,25 @@ def _still_improving(curve, name, chance) -> Diagnosis | None:
     gain = 1 - min(curve[-2:]) / before
     if gain < STILL_IMPROVING:
         return None
+    advice = "more epochs (train.epochs)"
+    stopper = re.match(r"early stopping: (\S+) did not improve", stop_reason or "")
+    if stopper and stopper[1] != "val/loss":  # e.g. val/acc tied for `patience` epochs while the loss still fell
+        advice = (f"early stopping on {stopper[1]} ended the run while the loss still fell: a larger "
+                  f"early_stop.patience, or early_stop.monitor=val/loss")
     return Diagnosis("still_improving", f"still improving at the last epoch ({name} -{gain:.0%} over the last {k} "
-                                        f"epochs, now {curve[-1]:.3g}) -> more epochs (train.epochs)")
+                                        f"epochs, now {curve[-1]:.3g}) -> {advice}")
 
 
-def _good_fit(epochs, train, curve, name) -> Diagnosis:
+def _settled(epochs, train, curve, name) -> Diagnosis:
+    """None of the pictures above: the loss stopped moving without turning up. Whether that is a good fit
+    cannot be read from a loss curve (a small net stuck in a local minimum settles too: two hidden units
+    on XOR at 0.75 accuracy), so the line says what is known and what to try if the result falls short."""
     low = min(range(len(curve)), key=curve.__getitem__)
     gap = f", training loss {train[-1]:.3g}" if curve is not train else ""
-    return Diagnosis("good_fit", f"good fit: the {name} has settled ({curve[-1]:.3g} at the last epoch, best "
-                                 f"{curve[low]:.3g} at epoch {epochs[low]}{gap}) without turning up -> the training "
-                                 f"is done; to do better, change the model or the data")
+    return Diagnosis("settled", f"settled: the {name} has stopped falling ({curve[-1]:.3g} at the last epoch, best "
+                                f"{curve[low]:.3g} at epoch {epochs[low]}{gap}) without turning up -> more epochs "
+                                f"will not help; if the metric falls short, try a bigger model, another seed (a "
+                                f"local minimum) or more data")
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -88,17 +88,27 @@ def test_still_improving_reports_the_last_epochs_gain(n):
     assert f"validation loss -{gain:.0%} over the last {k} epochs" in d.line
 
 
+def test_still_improving_after_early_stopping_on_accuracy_names_the_stopper():
+    train, val = decay(1.0, 0.9, 14), decay(1.1, 0.9, 14)
+    d = diagnose(rows(train, val), "early stopping: val/acc did not improve for 10 epochs (best 0.95 at epoch 4)")
+    assert d.kind == "still_improving"
+    assert "early stopping on val/acc ended the run" in d.line and "early_stop.patience" in d.line
+    assert "train.epochs" not in d.line  # more epochs would be stopped again the same way
+    same = diagnose(rows(train, val), "early stopping: val/loss did not improve for 10 epochs")
+    assert "train.epochs" in same.line
+
+
 def test_a_solved_problem_still_creeping_down_is_not_told_to_train_longer():
     train, val = decay(0.01, 0.7, 12), decay(0.012, 0.7, 12)  # xor: 0.0002 and falling
     assert diagnose(rows(train, val)).kind == "still_improving"  # no reference: it cannot know
-    assert diagnose(rows(train, val), chance=math.log(2)).kind == "good_fit"
+    assert diagnose(rows(train, val), chance=math.log(2)).kind == "settled"
 
 
-def test_good_fit_is_a_flat_curve_near_its_best():
+def test_settled_is_a_flat_curve_near_its_best():
     val = decay(0.8, 0.6, 8, floor=0.25) + [0.25 * (1 + 0.004 * (-1) ** i) for i in range(12)]  # +-0.4 %
     d = diagnose(rows(TRAIN, val), chance=math.log(2))
-    assert d.kind == "good_fit" and d.epoch is None
-    assert d.line.startswith("good fit: the validation loss has settled (0.249 at the last epoch, best 0.249 at epoch 10")
+    assert d.kind == "settled" and d.epoch is None
+    assert d.line.startswith("settled: the validation loss has stopped falling (0.249 at the last epoch, best 0.249 at epoch 10")
 
 
 def test_diverged_names_the_epoch_and_step_of_the_stop():
@@ -146,7 +156,7 @@ def test_without_validation_loss_the_training_loss_is_read_and_overfitting_is_ne
     d = diagnose(rows(decay(2.0, 0.85, 10), **{"val/map50": [0.1 * i for i in range(10)]}))
     assert d.kind == "still_improving" and "(training loss -" in d.line
     flat = diagnose(rows(FLAT, **{"val/map50": [0.5] * 20}))
-    assert flat.kind == "good_fit" and "training loss has settled" in flat.line
+    assert flat.kind == "settled" and "training loss has stopped falling" in flat.line
     # a val/loss in some rows only is no curve either
     partial = rows(TRAIN, VAL_TURN)
     del partial[3]["val/loss"]
@@ -165,7 +175,7 @@ def test_metrics_csv_text_reads_like_numbers_and_the_loss_scale_does_not_matter(
 
 def test_a_loss_that_reaches_zero_is_read_without_dividing_by_it():
     exact = [0.5, 0.1, 0.0, 0.0, 0.0, 0.0]  # a perfect fit (MAE on a noiseless plane)
-    assert diagnose(rows(exact, exact)).kind == "good_fit"
+    assert diagnose(rows(exact, exact)).kind == "settled"
     assert diagnose(rows([0.0] * 6, [0.0, 0.0, 0.0, 0.1, 0.2, 0.3])).kind != "overfitting"
 
 
