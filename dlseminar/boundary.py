@@ -3,13 +3,15 @@ drawn by the classification task's plots) and the animation epoch by epoch (plot
 
 The perceptron's line settling and the MLP bending around XOR are the lessons' pictures; a
 still of the last epoch hides how training got there. Every recorded epoch, the model predicts
-a fixed grid over the input plane (the same extent as the still): every epoch up to the 20th,
-then about 60 frames spread over the rest. Frames are kept as small uint8 grids (GRID x GRID:
-10 kB), also in last.pt, so a resumed run's animation starts at epoch 1. The GIF is drawn at the
-end with Pillow directly: one matplotlib figure per frame would cost ~50 ms each, this costs ~1 ms.
+a fixed grid over the input plane (the same extent as the still): the random initial weights
+first (epoch 0: where training starts from), every epoch up to the 20th, then about 60 frames
+spread over the rest. Frames are kept as small uint8 grids (GRID x GRID: 10 kB), also in
+last.pt, so a resumed run's animation still starts at epoch 0. The GIF is drawn at the end with
+Pillow directly: one matplotlib figure per frame would cost ~50 ms each, this costs ~1 ms.
 
-Binary problems show P(class 1) on a blue-red scale with the 0.5 contour in black; more
-classes show the predicted class, paler where the model is less sure.
+Binary problems show P(class 1) on a blue-red scale fixed to 0..1 (the same colour is the same
+probability in every run and every frame) with the 0.5 contour in black; more classes show the
+predicted class, paler where the model is less sure.
 """
 from __future__ import annotations
 
@@ -65,9 +67,14 @@ def decision_boundary(path: Path, model, task, data, device, steps: int = 200) -
 
         cmap = ListedColormap([cmap(c % 10) for c in range(k)])
     if k == 2:
-        cs = ax.contourf(xx, yy, probs[:, 1].reshape(xx.shape), levels=20, cmap=cmap, alpha=0.6, vmin=0, vmax=1)
-        ax.contour(xx, yy, probs[:, 1].reshape(xx.shape), levels=[0.5], colors="k", linewidths=1.5)
-        fig.colorbar(cs, ax=ax, label=f"P({data.info.class_names[1]})")
+        # levels fixed to 0..1 (levels=20 would spread 20 bands over whatever range this model reaches:
+        # a barely trained model's 0.4..0.6 would look as sure as a trained one's 0..1)
+        p1 = probs[:, 1].reshape(xx.shape).clamp(0, 1)
+        cs = ax.contourf(xx, yy, p1, levels=torch.linspace(0, 1, LEVELS + 1).tolist(), cmap=cmap, alpha=0.6,
+                         vmin=0, vmax=1)
+        ax.contour(xx, yy, p1, levels=[0.5], colors="k", linewidths=1.5)
+        bar = fig.colorbar(cs, ax=ax, ticks=[0, 0.25, 0.5, 0.75, 1])
+        bar.set_label(f"predicted probability of class {data.info.class_names[1]!r}")
     else:
         ax.contourf(xx, yy, probs.argmax(1).reshape(xx.shape), levels=torch.arange(k + 1) - 0.5, cmap=cmap, alpha=0.4)
     for split, marker in (("train", "o"), ("test", "x")):
@@ -106,8 +113,10 @@ class BoundaryFrames(Observer):
         self.grid = grid.to(setup.device)
         self.extent = (float(xx.min()), float(xx.max()), float(yy.min()), float(yy.max()))
         self.points = raw["train"]  # (X in original units, y)
-        self.frames: list[torch.Tensor] = []  # (GRID, GRID) uint8 each, row 0 = lowest y
-        self.captions: list[str] = []
+        # (GRID, GRID) uint8 each, row 0 = lowest y; the first: the weights before any step (a resume
+        # replaces the lists with the checkpoint's, which begin with the same frame)
+        self.frames: list[torch.Tensor] = [self._frame()]
+        self.captions: list[str] = ["epoch 0   initial weights (before training)"]
 
     # ---------------------------------------------------------------- recording
     def _frame(self) -> torch.Tensor:

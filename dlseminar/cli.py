@@ -394,7 +394,7 @@ def zoo(
 
 
 def _print_ranked(rows, keys, csv_path: Path, title: str, names: bool = True) -> None:
-    from .compare import table
+    from .ranked import table
     from .streams import console
 
     c = console(highlight=False)  # in a log: rows never wrap

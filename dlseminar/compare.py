@@ -1,16 +1,18 @@
 """Reading run directories back and ranking them: what `dlsem sweep` ends with and `dlsem compare` does.
 
 A row per run: its status (finished, diverged: the engine's stop_reason says so, failed,
-interrupted, unfinished), the monitored metric at its best epoch and the test counterpart, its
-settings. Ranking: finished runs by the common monitor in its direction (the Trainer's rule: max
-for accuracies, min for losses and errors), then diverged runs, then the rest. Written as a rich
-table, a CSV and plots/compare.png (viz/compare.py: overlaid learning curves).
+interrupted, unfinished), the monitored metric at its best epoch and the test counterpart, the
+task's main metric too when the monitor is another one (a loss), its settings, and for a
+comparison of weight penalties the share of near-zero weights of the model it tested. Ranking:
+finished runs by the common monitor in its direction (the direction the run recorded, else its
+Task's), then diverged runs, then the rest. ranked.py writes the rows out: a rich table, a CSV and
+plots/compare.png (viz/compare.py: overlaid learning curves).
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -19,9 +21,12 @@ from . import io
 from .config import resolve
 from . import runfiles
 from .errors import ConfigError, UserError
+from .ranked import write_outputs
 from .summary import RunSummary
 
 SKIP_KEYS = ("out", "name")  # differ between runs by construction (a sweep's members, a copy)
+# config keys that penalise the size of the weights: a comparison over one of them shows how many went to ~0
+PENALTY_KEYS = ("loss.l1", "loss.l2", "optim.weight_decay")
 
 
 def read_json(path: Path) -> dict | None:
@@ -82,6 +87,49 @@ def _score(row: dict, monitor: str | None) -> None:
     row["best"] = s.best.get(monitor, math.nan) if monitor else math.nan
     metric = monitor.split("/", 1)[-1] if monitor else None
     row["test"] = s.test.get(f"test/{metric}", math.nan) if metric else math.nan
+    main = row.get("main")  # the task's main metric where the monitor is another one: at the best epoch, and tested
+    row["main_best"] = s.best.get(main, math.nan) if main else math.nan
+    row["main_test"] = s.test.get(f"test/{main.split('/', 1)[-1]}", math.nan) if main else math.nan
+
+
+def main_metric(rows: list[dict]) -> str | None:
+    """The main metric of the runs' task (the most common one among them): the monitor its Task class
+    declares ("val/acc" for classification), whatever a run chose to monitor. None when no run's
+    summary names a task registered here."""
+    tasks = [s.task for r in rows if (s := r.get("summary")) is not None and isinstance(s.task, str)]
+    if not tasks:
+        return None
+    from .catalog import load_all
+    from .registry import TASKS
+
+    load_all()
+    declared = [TASKS.get(t).fn.monitor for t in tasks if t in TASKS]
+    return Counter(declared).most_common(1)[0][0] if declared else None
+
+
+def add_near_zero(rows: list[dict], keys: list[str]) -> None:
+    """For a comparison whose setting columns include a weight penalty (PENALTY_KEYS): each row's
+    `near_zero`, the share of near-zero weights in the model its run tested (NaN without one)."""
+    if not any(k in PENALTY_KEYS for k in keys):
+        return
+    for r in rows:
+        r["near_zero"] = near_zero_share(Path(r["dir"]), r.get("summary"))
+
+
+def near_zero_share(run_dir: Path, s: RunSummary | None) -> float:
+    """The share of |w| < health.THRESHOLD among the weights the L1/L2 penalties act on, in the checkpoint
+    the run was tested with (summary.test_checkpoint); NaN when there is none. Read from the checkpoint's
+    state dict without building the model: its tensors of 2+ dimensions are exactly the parameters
+    engine/penalty.penalty_weights takes (no model registers a 2-D buffer or freezes a weight)."""
+    name = s.test_checkpoint if s is not None else None
+    if name not in ("best.pt", "last.pt") or not (run_dir / name).is_file():
+        return math.nan
+    from .engine import checkpoint
+    from .health import THRESHOLD
+
+    weights = [t for t in checkpoint.load(run_dir / name)["model"].values() if t.ndim > 1]
+    total = sum(t.numel() for t in weights)
+    return sum(int((t.abs() < THRESHOLD).sum()) for t in weights) / total if total else math.nan
 
 
 def collect(dirs: list[Path], record: dict | None = None) -> list[dict]:
@@ -93,8 +141,10 @@ def collect(dirs: list[Path], record: dict | None = None) -> list[dict]:
     monitors = [r["monitor"] for r in rows if r.get("monitor")]
     monitor = max(set(monitors), key=monitors.count) if monitors else None
     mode = next((r["mode"] for r in rows if r.get("monitor") == monitor), "max")
+    main = main_metric(rows)
+    main = main if main != monitor else None  # shown once, as the monitor
     for r in rows:
-        r["monitor"], r["mode"] = monitor, mode
+        r["monitor"], r["mode"], r["main"] = monitor, mode, main
         _score(r, monitor)
 
     def finite(v, sign=1.0):
@@ -133,68 +183,6 @@ def differing_keys(rows: list[dict], limit: int = 6) -> list[str]:
 def setting_text(v) -> str:
     """A config value as one short line of YAML, as the tables show settings."""
     return yaml.safe_dump(v, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
-
-
-def write_outputs(folder: Path, rows: list[dict], csv_name: str, keys: list[str]) -> None:
-    """<folder>/<csv_name> and <folder>/plots/compare.png."""
-    from .viz.compare import compare as draw
-
-    (folder / "plots").mkdir(parents=True, exist_ok=True)
-    tests = sorted({k for r in rows for k in (r.get("summary") or RunSummary()).test})
-    header = ["rank", "run", "status", *keys, "monitor", "mode", "best", "best_epoch", "epochs_run", *tests,
-              "seconds", "stop_reason", "error", "dir"]
-    with io.atomic_open(folder / csv_name, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for r in rows:
-            s = r.get("summary") or RunSummary()
-            w.writerow([r["rank"], r["run"], r["status"], *[r["settings"].get(k, "") for k in keys], r["monitor"] or "",
-                        r["mode"], _cell(r["best"]), s.best_epoch, s.epochs_run,
-                        *[_cell(s.test.get(k)) for k in tests], s.seconds,
-                        r.get("stop_reason", ""), r["error"], r["dir"]])
-    draw(folder / "plots" / "compare.png", [{"label": r["run"], "history": r["history"], "status": r["status"]}
-                                            for r in rows], rows[0]["monitor"] or "val/loss")
-
-
-def _cell(v):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return repr(v) if isinstance(v, float) else v
-
-
-def table(rows: list[dict], keys: list[str], title: str = "", names: bool = True):
-    """The ranked rich Table (names: a run column; a sweep's settings columns name its members already)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    monitor = rows[0]["monitor"] if rows else None
-    metric = monitor.split("/", 1)[-1] if monitor else "-"
-    arrow = "↑" if rows and rows[0]["mode"] == "max" else "↓"
-    t = Table("#", *(["run"] if names or not keys else []), "status", *keys, f"{monitor or 'monitor'} {arrow}",
-              f"test/{metric}", "best epoch", "epochs", "seconds", "note", title=title or None)
-    for r in rows:
-        s = r.get("summary")
-        note = r["error"] if r["status"] in ("failed", "interrupted") else (
-            (r.get("stop_reason") or "").split(":")[0] if r["status"] == "diverged" else "")
-        t.add_row(str(r["rank"]), *([escape(r["run"])] if names or not keys else []), status_markup(r["status"]),
-                  *[escape(r["settings"].get(k, "")) for k in keys], _num(r["best"]), _num(r["test"]),
-                  *([str(s.best_epoch), str(s.epochs_run)] if s is not None else ["", ""]),
-                  f"{s.seconds:.3g}" if s is not None and s.seconds is not None else "", escape(note[:70]))
-    return t
-
-
-def status_markup(status: str) -> str:
-    """A run's status in rich markup: failures in red, anything unfinished in yellow."""
-    return {"finished": "finished", "diverged": "[bold red]diverged[/]", "failed": "[bold red]failed[/]"}.get(
-        status, f"[yellow]{status}[/]")
-
-
-def _num(v) -> str:
-    if not isinstance(v, float):
-        return str(v)
-    if not math.isfinite(v):
-        return "nan" if v != v else str(v)
-    return f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3g}"
 
 
 # ---------------------------------------------------------------- dlsem compare
@@ -243,5 +231,6 @@ def compare(paths: list[Path], out: str | None = None, overwrite: bool = False) 
                      inputs=[(d, "a run directory being compared") for d in dirs])
     rows = collect(dirs, record)
     keys = [k for k, _ in record["grid"]] if record else differing_keys(rows)
+    add_near_zero(rows, keys)
     write_outputs(folder, rows, name, keys)
     return folder, rows, keys, name

@@ -90,7 +90,7 @@ SCHEMA: dict[str, Key] = {
     "model.stem": Key("auto", "str", "image models: imagenet (original first layers) | small (for 8-64 px inputs) | auto (small below 128 px)", choices=("auto", "imagenet", "small")),
     "model.pretrained": Key(False, "bool", "image models: start from torchvision's ImageNet weights (only if already in the local torch hub cache)"),
     "model.aux": Key(True, "bool", "googlenet: train with the two auxiliary classifiers (the lesson's three heads)"),
-    "model.init": Key("default", "str", "weight init: default (PyTorch's / torchvision's own) | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal | zeros",
+    "model.init": Key("default", "str", "weight init: default (PyTorch's / torchvision's own; a classifying perceptron's: zeros) | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal | zeros",
                       choices=("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros")),
     "model.depth": Key(4, "int", "unet: number of 2x2 down/up-sampling levels (inputs are padded to a multiple of 2**depth)", _ge1),
     "model.base_width": Key(16, "int", "unet: channels of the first level (doubled at each level down)", _ge1),
@@ -190,6 +190,7 @@ SCHEMA: dict[str, Key] = {
     "logging.plots": Key(True, "bool", "write plots/*.png at the end of the run"),
     "logging.boundary_gif": Key(True, "bool", "2-D classification: also plots/decision_boundary.gif, the boundary epoch by epoch (needs logging.plots)"),
     "logging.tensorboard": Key(False, "bool", "write TensorBoard event files to RUN/tensorboard (per-step loss and lr, epoch metrics, plots, hyper-parameters)"),
+    "logging.steps": Key(False, "bool", "write RUN/steps.csv, the training loss of every optimizer step (step, epoch, train/loss), drawn as plots/steps.png: SGD's noise the per-epoch curves average away"),
 }
 
 SECTIONS = sorted({k.split(".")[0] for k in SCHEMA if "." in k})

@@ -1,60 +1,28 @@
 """`dlsem report`: one self-contained HTML page for a run directory or a sweep/compare directory.
 
-The page must open offline, mailed or copied anywhere: no external URL of any kind, images as
-data: URIs, CSS inline, no JavaScript (a Content-Security-Policy meta tag makes the browser refuse
-anything else, so a slip shows up as a console error instead of a silent network request). Every
-text that comes from a run (names, config values, class names, file names, error lines) is
-HTML-escaped: they are typed by users.
+The page opens offline and escapes every text that comes from a run: htmlpage.py holds those rules
+and the pieces (tables, figures, the page itself); this module reads the runs and lays them out.
 
-A run page: what ran and how it ended, the headline metrics, every file of plots/, the per-class
-table, a health summary, the per-epoch table of metrics.csv and the full config. A sweep or compare
-page: the ranked table of its CSV, its plots, then one collapsible <details> per member run with
-its headline metrics and plots.
+A run page: what ran and how it ended (with the diagnosis line of its curves), the headline metrics,
+every file of plots/, the per-class table, a health summary, the per-epoch table of metrics.csv and
+the full config. A sweep or compare page: the ranked table of its CSV with the members' diagnosis
+lines under it, its plots, then one collapsible <details> per member run with its diagnosis,
+headline metrics and plots.
 """
 from __future__ import annotations
 
-import base64
-import html
 import math
 from pathlib import Path
 
-from . import runfiles
+from . import io, runfiles
 from .compare import setting_text
-from . import io
 from .errors import ConfigError, UserError
+from .htmlpage import esc, figures, fmt, note, page, parse, table, td
+from .ranked import diagnosis_of
 from .summary import RunSummary
 
-# What a browser shows in <img>; anything else in plots/ is listed by name only.
-IMAGE_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-               ".webp": "image/webp", ".svg": "image/svg+xml"}
 RUN_MARKERS = ("summary.json", "metrics.csv", "config.yaml")  # what compare.expand takes for a run directory
 STATUSES = ("finished", "diverged", "failed", "interrupted", "unfinished")  # compare.run_row's; used as CSS classes
-
-# Only inline styles and data: images may load; a stray external reference becomes a console error.
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5em auto;
-       max-width: 1200px; padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; margin-bottom: .2em; overflow-wrap: anywhere; }
-h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
-nav a { margin-right: 1em; }
-table { border-collapse: collapse; margin: .5em 0; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: right; vertical-align: top; }
-th { background: #f4f4f4; white-space: nowrap; }
-td.text, th.text { text-align: left; overflow-wrap: break-word; }
-.row { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
-.scroll { overflow-x: auto; max-height: 36em; overflow-y: auto; }
-.scroll th { position: sticky; top: 0; }
-.scroll td { white-space: nowrap; }  /* long cells (stop reasons, paths) scroll sideways instead of making rows tall */
-figure { display: inline-block; margin: .5em 1em 1em 0; vertical-align: top; }
-figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { font-family: monospace; color: #555; }
-details { border: 1px solid #ddd; border-radius: 4px; margin: .5em 0; padding: .3em .8em; }
-summary { cursor: pointer; font-weight: 600; }
-.note { color: #666; }
-.status-finished { color: #1a7f37; } .status-diverged, .status-failed { color: #c62828; font-weight: 600; }
-.status-interrupted, .status-unfinished { color: #9a6700; }
-"""
 
 
 def write_report(path: Path, out: Path | None = None, overwrite: bool = False) -> Path:
@@ -95,99 +63,6 @@ def classify(path: Path) -> str:
         return "run"
     raise ConfigError(f"{str(path)!r} is neither a run directory (no config.yaml, metrics.csv or summary.json) "
                       f"nor a sweep or compare directory (no sweep.json or compare.csv)")
-
-
-# ---------------------------------------------------------------- small HTML pieces
-def esc(v) -> str:
-    return html.escape(str(v), quote=True)
-
-
-def page(title: str, body: list[str]) -> str:
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>", *body, "</body>", "</html>", ""])
-
-
-def fmt(v) -> str:
-    """A number as a reader wants it: ints whole, floats to 4 significant digits, nan/inf spelled."""
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "nan" if v != v else ("inf" if v > 0 else "-inf")
-        return f"{v:.4g}"
-    return str(v)
-
-
-def parse(cell: str):
-    """A CSV cell back to int or float where it is one (so it can be formatted), else the text. Python would
-    also read '1_000' and ' 5' as numbers: such cells are text a user typed (a run name), kept as written."""
-    if "_" in cell or cell != cell.strip():
-        return cell
-    for kind in (int, float):
-        try:
-            return kind(cell)
-        except (TypeError, ValueError):
-            pass
-    return cell
-
-
-def td(v, fmt_=fmt, cls: str = "") -> str:
-    """A cell: numbers right-aligned with their full value as a tooltip, text left-aligned."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        shown = fmt_(v)
-        title = f' title="{esc(repr(v))}"' if shown != str(v) else ""
-        attr = f' class="{esc(cls)}"' if cls else ""
-        return f"<td{title}{attr}>{esc(shown)}</td>"
-    return f'<td class="{esc(("text " + cls).strip())}">{esc(fmt(v))}</td>'
-
-
-def table(header: list, rows: list[list], fmt_=fmt, classes=None, scroll: bool = False) -> str:
-    """An HTML table; classes(column, value) may give a cell a CSS class (a status colour)."""
-    head = "".join(f'<th class="text">{esc(h)}</th>' for h in header)
-    body = []
-    for r in rows:
-        cells = [td(v, fmt_, (classes(h, v) if classes else "")) for h, v in zip(header, r)]
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    t = f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>"
-    return f'<div class="scroll">{t}</div>' if scroll else t
-
-
-def note(text: str) -> str:
-    return f'<p class="note">{esc(text)}</p>'
-
-
-def data_uri(file: Path) -> str:
-    return f"data:{IMAGE_TYPES[file.suffix.lower()]};base64," + base64.b64encode(file.read_bytes()).decode("ascii")
-
-
-def plot_files(folder: Path) -> list[Path]:
-    """Every file of plots/, sorted by name (hidden ones are another writer's temporary files)."""
-    if not folder.is_dir():
-        return []
-    return sorted((f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")), key=lambda f: f.name)
-
-
-def figures(folder: Path, anchor: str = "") -> str:
-    """Each image of `folder` embedded with its file name as caption; other files named only."""
-    files = plot_files(folder)
-    if not files:
-        return note(f"no plots in {folder.name}/")
-    out, others = [], []
-    for f in files:
-        if f.suffix.lower() not in IMAGE_TYPES:
-            others.append(f.name)
-            continue
-        fid = f' id="{esc(anchor + f.name)}"' if anchor else ""
-        out.append(f'<figure{fid}><img src="{data_uri(f)}" alt="{esc(f.name)}">'
-                   f"<figcaption>{esc(f.name)}</figcaption></figure>")
-    if others:
-        out.append(note("also in plots/ (not images): " + ", ".join(others)))
-    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- a run directory
@@ -238,6 +113,13 @@ def headline(s: RunSummary) -> str:
         return note("no metrics (no summary.json, or the run stopped before its first epoch ended)")
     rows = [[n, best.get(f"val/{n}", ""), test.get(f"test/{n}", "")] for n in names]
     return table(["metric", f"val (best epoch {'?' if s.best_epoch is None else s.best_epoch})", "test"], rows)
+
+
+def diagnosis(s: RunSummary) -> str:
+    """The run's diagnosis line (diagnosis.py: what its curves show, and what to try); "" for a summary
+    written before runs were diagnosed."""
+    line = diagnosis_of(s)[1]
+    return f'<p class="diagnosis"><b>Diagnosis</b>: {esc(line)}</p>' if line else ""
 
 
 def per_class(s: RunSummary) -> str:
@@ -291,7 +173,7 @@ def run_page(run_dir: Path) -> str:
             "<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in sections) + "</nav>"]
     if found is None:
         body.append(note("no summary.json: the run has not finished (or was interrupted)"))
-    body += ['<h2 id="metrics">Metrics</h2>', f'<div class="row">{facts(s)}{headline(s)}</div>',
+    body += ['<h2 id="metrics">Metrics</h2>', diagnosis(s), f'<div class="row">{facts(s)}{headline(s)}</div>',
              '<h2 id="plots">Plots</h2>', figures(run_dir / "plots", anchor="plot-"), classes, checks]
     body.append(f'<h2 id="epochs">Per epoch ({len(rows)} rows of metrics.csv)</h2>')
     empty = "metrics.csv is empty: no epoch was recorded" if (run_dir / "metrics.csv").is_file() else "no metrics.csv"
@@ -315,8 +197,27 @@ def status_class(column: str, value) -> str:
     return f"status-{value}" if column == "status" and value in STATUSES else ""
 
 
-def member(folder: Path, row: dict, monitor: str) -> str:
-    """One collapsible section: the member's headline metrics and its plots."""
+def read_member(folder: Path, row: dict) -> tuple[Path | None, RunSummary | None, str]:
+    """A ranked row's run directory (None: not found), its summary (None: damaged) and what is damaged
+    (one damaged member does not cost the page: its section says what is wrong there)."""
+    d = member_dir(folder, row)
+    if d is None:
+        return None, None, ""
+    try:
+        return d, runfiles.read_summary(d) or RunSummary(), ""
+    except UserError as e:
+        return d, None, str(e)
+
+
+def diagnoses(members: list[tuple[dict, Path | None, RunSummary | None, str]]) -> str:
+    """The members' diagnosis lines, in rank order ("" when none has one)."""
+    items = [f"<li><b>#{esc(row.get('rank', '?'))} {esc(row.get('run', ''))}</b>: {esc(line)}</li>"
+             for row, _, s, _ in members if (line := diagnosis_of(s)[1])]
+    return f'<ul class="diagnosis">{"".join(items)}</ul>' if items else ""
+
+
+def member(row: dict, d: Path | None, s: RunSummary | None, damaged: str, monitor: str) -> str:
+    """One collapsible section: the member's diagnosis, headline metrics and plots."""
     best = parse(row.get("best") or "")
     title = f"#{row.get('rank', '?')} {row.get('run', '')}: {row.get('status', '')}"
     if isinstance(best, (int, float)):
@@ -324,16 +225,13 @@ def member(folder: Path, row: dict, monitor: str) -> str:
     parts = [f"<details><summary>{esc(title)}</summary>"]
     if row.get("error"):
         parts.append(note(f"error: {row['error']}"))
-    d = member_dir(folder, row)
     if d is None:
         parts.append(note(f"run directory {row.get('dir', '')} not found"))
     else:
-        try:
-            s = runfiles.read_summary(d) or RunSummary()
-        except UserError as e:  # one damaged member does not cost the page: it says what is wrong there
-            parts.append(f'<p class="status-failed">damaged: {esc(e)}</p>')
-            s = None
-        parts += [note(f"run directory {d}"), *([f'<div class="row">{facts(s)}{headline(s)}</div>'] if s is not None else []),
+        if damaged:
+            parts.append(f'<p class="status-failed">damaged: {esc(damaged)}</p>')
+        parts += [note(f"run directory {d}"),
+                  *([diagnosis(s), f'<div class="row">{facts(s)}{headline(s)}</div>'] if s is not None else []),
                   figures(d / "plots")]
     parts.append("</details>")
     return "\n".join(parts)
@@ -358,8 +256,9 @@ def group_page(folder: Path, kind: str) -> str:
     zoo_header, zoo_rows = read_csv(folder / "zoo.csv", runfiles.SWEEP_FIX)  # a `dlsem zoo` directory: its own table first
     if zoo_header:
         body += ["<h2>Zoo (zoo.csv)</h2>", table(zoo_header, numbers(zoo_rows), classes=status_class, scroll=True)]
+    members = [(r, *read_member(folder, r)) for r in records]
     body += [f"<h2>Ranked ({esc(csv_name)}, by {esc(monitor)})</h2>",
-             table(header, numbers(rows), classes=status_class, scroll=True),
+             table(header, numbers(rows), classes=status_class, scroll=True), diagnoses(members),
              "<h2>Plots</h2>", figures(folder / "plots", anchor="plot-"),
-             f"<h2>Members ({len(records)})</h2>", *[member(folder, r, monitor) for r in records]]
+             f"<h2>Members ({len(records)})</h2>", *[member(*m, monitor) for m in members]]
     return page(f"{kind} {folder.name} — dlsem report", body)

@@ -199,12 +199,15 @@ def resume_config(saved: dict, sets, named) -> Config:
 def make_plots(run_dir: Path, setup: Setup, history: list[dict], summary: RunSummary) -> list[str]:
     from .viz.curves import curves
     from .viz.health import health
+    from .viz.steps import steps
 
     # drawn in a staging folder, moved into plots/ once all are whole: a full disk or an interrupt
     # leaves plots/ as it was, with no half-written PNG and no temp
     with io.staged(run_dir / "plots", overwrite=True) as folder:
         curves(folder / "curves.png", history, summary)
         written = ["curves.png"]
+        if (run_dir / "steps.csv").is_file() and steps(folder / "steps.png", run_dir / "steps.csv", summary.name or ""):
+            written.append("steps.png")  # logging.steps: the loss of every optimizer step
         written += setup.task.plots(folder, setup.model, setup.data, setup.device)
         if summary.health:
             health(folder / "health.png", summary.health, summary)

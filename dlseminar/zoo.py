@@ -241,7 +241,7 @@ def table(rows: list[dict], described: dict, title: str = ""):
     from rich.markup import escape
     from rich.table import Table
 
-    from .compare import status_markup
+    from .ranked import status_markup
 
     t = Table("#", "model", "status", "params", "FLOPs/img (fwd)", "s/epoch", "val/acc ↑", "test/acc",
               "best epoch", "epochs", "note", title=title or None)

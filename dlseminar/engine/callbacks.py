@@ -1,4 +1,4 @@
-"""Early stopping (with best-weight snapshots) and the per-epoch console/CSV logs."""
+"""Early stopping (with best-weight snapshots), the per-epoch console/CSV logs and the per-step CSV log."""
 from __future__ import annotations
 
 import csv
@@ -137,20 +137,7 @@ class MetricsCSV:
         data = self._encode(self.pending, header=new)
         if new:
             self.f = open(self.path, "wb", buffering=0)  # unbuffered: on a failure nothing is left to flush
-        pos = self.f.tell()
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[self.f.write(view):]
-        except OSError as e:
-            try:
-                self.f.truncate(pos)
-            except OSError:
-                pass
-            from ..errors import UserError
-
-            raise UserError(f"cannot write {str(self.path)!r}: {e.strerror or e}; is the disk full? "
-                            f"last.pt is whole; resume from it once there is space") from None
+        append_whole(self.f, data, self.path)
         self.pending.clear()
 
     def _encode(self, rows: list[dict], header: bool) -> bytes:
@@ -169,6 +156,85 @@ class MetricsCSV:
             except OSError:
                 pass
             self.f = None
+
+
+def append_whole(f, data: bytes, path: Path) -> None:
+    """Append `data` to the unbuffered file f in full, or not at all: a failed write (a full disk)
+    truncates the file back and says so in one line (UserError)."""
+    pos = f.tell()
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[f.write(view):]
+    except OSError as e:
+        try:
+            f.truncate(pos)
+        except OSError:
+            pass
+        from ..errors import UserError
+
+        raise UserError(f"cannot write {str(path)!r}: {e.strerror or e}; is the disk full? "
+                        f"last.pt is whole; resume from it once there is space") from None
+
+
+class StepsCSV:
+    """steps.csv (logging.steps): one row per optimizer step, "step,epoch,train/loss" (the step's mean
+    training loss, without the L1/L2 penalty, as the epoch's train/loss in metrics.csv).
+
+    The rows of a whole run would not fit in last.pt cheaply, so they go the other way round from
+    metrics.csv's: flush() appends the kept rows just *before* each last.pt write (the Trainer calls it
+    from save()), and a resume cuts the file back to the checkpoint's step. The file is never behind
+    last.pt, whatever moment a run is killed at, and a resumed run's rows follow on with no step twice
+    or missing (the steps a killed run took after its checkpoint are taken again, to the same values).
+    A run that turns logging.steps on only at a resume starts its file at that step.
+    """
+
+    HEADER = b"step,epoch,train/loss\n"
+
+    def __init__(self, path: Path, step: int):
+        """`step`: the optimizer steps the run has taken (the checkpoint's; 0 for a new run)."""
+        self.path = Path(path)
+        self.pending: list[str] = []
+        old = self.path.read_bytes() if step and self.path.is_file() else b""
+        data = self.HEADER + _rows_up_to(old, step)
+        if old != data:  # equal after a clean stop: nothing to write
+            from ..io import atomic_open  # the old rows stay until the cut file is whole
+
+            with atomic_open(self.path, "wb") as f:
+                f.write(data)
+        self.f = open(self.path, "ab", buffering=0)
+
+    def write(self, step: int, epoch: int, loss: float) -> None:
+        """Keep one step's row until the next flush()."""
+        self.pending.append(f"{step},{epoch},{loss!r}\n")
+
+    def flush(self) -> None:
+        """Append the kept rows in one write (called before a last.pt write)."""
+        if self.pending:
+            append_whole(self.f, "".join(self.pending).encode("utf-8"), self.path)
+            self.pending.clear()
+
+    def close(self) -> None:
+        """Rows not flushed are dropped: no last.pt holds their steps (a resume takes them again)."""
+        self.pending.clear()
+        try:
+            self.f.close()
+        except OSError:
+            pass
+
+
+def _rows_up_to(text: bytes, step: int) -> bytes:
+    """The whole rows of a steps.csv text up to `step` (rows are in step order; a cut last line ends them)."""
+    lines = text.split(b"\n")
+    if lines[0] + b"\n" != StepsCSV.HEADER:
+        return b""  # empty, or not this writer's file: start it again
+    kept = []
+    for line in lines[1:-1]:  # the last piece: "" after a whole file's final newline, else a cut row
+        first = line.split(b",", 1)[0]
+        if not first.isdigit() or int(first) > step:
+            break
+        kept.append(line + b"\n")
+    return b"".join(kept)
 
 
 def _fmt(v):

@@ -16,7 +16,7 @@ import torch
 from ..errors import Interrupted
 from . import amp
 from . import distributed
-from .callbacks import ConsoleLog, EarlyStopping, MetricsCSV
+from .callbacks import ConsoleLog, EarlyStopping, MetricsCSV, StepsCSV
 from .checkpoint_policy import CheckpointPolicy, FitState
 from .net import compile_error, compile_failed, prepare
 from .penalty import penalty_weights, weight_penalty
@@ -61,6 +61,7 @@ class Trainer(CheckpointPolicy):
         self._estimate: float | None = None  # the first write's duration, guessed from its bytes
         self._best_dirty = False  # best weights changed since best.pt was written
         self._csv = _Silent()  # metrics.csv while fit() runs: its rows follow each last.pt write
+        self._steps: StepsCSV | None = None  # steps.csv while fit() runs (logging.steps, rank 0): rows go before last.pt
         # called (rank 0) after each last.pt write, once the checkpoint holds the run's newest state:
         # what must never be ahead of last.pt is written here (run.py: config.yaml on a resume)
         self.after_save: list = []
@@ -94,6 +95,7 @@ class Trainer(CheckpointPolicy):
         step = self._step(len(loader))
         backward, update, skip_nan = step.backward, step.update, step.skip_nan  # locals: the loop is hot
         dist, signals, watchers = self.dist, self.signals, self._step_observers
+        log_step = self._steps.write if self._steps is not None else None
         self.net.train()
         acc, count = float(s.partial_loss[0]), s.partial_loss[1]  # a Python float64: summed in step order
         group = Group()
@@ -114,6 +116,8 @@ class Trainer(CheckpointPolicy):
                 count += group.n
                 for ob in watchers:  # usually none: no per-step cost
                     ob.step_end(s.step, group.loss / max(group.n, 1), self.sched.lr)
+                if log_step is not None:
+                    log_step(s.step, s.epoch + 1, group.loss / max(group.n, 1))
             else:
                 s.nan_skips += 1  # the step is dropped: no update, no lr step, no loss counted
             group.reset()
@@ -134,6 +138,13 @@ class Trainer(CheckpointPolicy):
                     skip_nan=self.cfg["train.on_nan"] == "skip", accumulate=self.accumulate, dist=self.dist,
                     ddp=self.ddp, penalty=self.penalty if self.weights else None, device=self.device,
                     signals=self.signals, batches=batches)
+
+    def save(self, force: bool = False) -> bool:
+        """CheckpointPolicy.save, with steps.csv's rows appended first: the file is never behind last.pt
+        (a resume cuts what is ahead)."""
+        if self._steps is not None:
+            self._steps.flush()
+        return super().save(force)
 
     def _agreed_signal(self) -> bool:
         """Whether a signal arrived, on this rank or (under DDP) on any."""
@@ -184,6 +195,9 @@ class Trainer(CheckpointPolicy):
                 console.close()
                 csv_log.close()
                 self._csv = _Silent()
+                if self._steps is not None:
+                    self._steps.close()
+                    self._steps = None
         return s
 
     def _logs(self, epochs: int):
@@ -192,6 +206,8 @@ class Trainer(CheckpointPolicy):
             return _Silent(), _Silent()
         keys = list(dict.fromkeys(["train/loss", "val/loss", self.task.monitor, self.monitor]))
         self._csv = MetricsCSV(self.run_dir / "metrics.csv", self.state.history)
+        if self.cfg["logging.steps"]:  # a resume cuts it back to the checkpoint's step
+            self._steps = StepsCSV(self.run_dir / "steps.csv", self.state.step)
         return self._csv, ConsoleLog(epochs, self.state.epoch, self.cfg["logging.every_epochs"], keys)
 
     def _train_pass(self, loader, epoch: int) -> tuple[float, int]:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from ..errors import ConfigError
 
 # What makes a folder a run directory, and the files of a run that no other command may replace.
-RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt")
+RUN_FILES = ("config.yaml", "metrics.csv", "steps.csv", "summary.json", "best.pt", "last.pt")
 # Entries of a run directory written by a run or by the commands around it (sweep's train.log,
 # report.html); anything else in a folder is the user's. Lock files are hidden: starting with ".".
 RUN_ENTRIES = (*RUN_FILES, "train.log", "report.html", "plots", "tensorboard")

@@ -16,6 +16,8 @@ def health(path: Path, h: dict, summary: RunSummary | None = None) -> None:
     plt = pyplot()
     import math
 
+    from matplotlib.ticker import MaxNLocator
+
     layers, epochs = h["layers"], h["epochs"]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     ax = axes[0][0]  # the vanishing-gradient picture: norm against depth, a few epochs
@@ -40,12 +42,14 @@ def health(path: Path, h: dict, summary: RunSummary | None = None) -> None:
     else:
         ax.text(0.5, 0.5, "no ReLU layers", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"dead ReLU units (0 for all {h['probe_samples']} probe samples)")
     ax = axes[1][0]
     ax.plot(epochs, h["near_zero_all"], color="k", lw=2, label="all weights")
     for n in layers if len(layers) <= 12 else []:
         ax.plot(epochs, h["near_zero"][n], lw=0.8, label=n.removesuffix(".weight"))
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"share of near-zero weights (|w| < {h['threshold']:g})")
     ax = axes[1][1]
     show = layers if len(layers) <= 6 else [layers[round(i * (len(layers) - 1) / 5)] for i in range(6)]

@@ -20,7 +20,8 @@ def rgb_uint8(x: torch.Tensor, scale: float = 255.0):
 
 
 def class_colors(k: int, palette: torch.Tensor | None = None):
-    """(k, 3) uint8 colours: the dataset's palette when it has one, else black background and tab20."""
+    """(k, 3) uint8 colours: the dataset's palette when it has one, else black background and tab20,
+    its ten strong colours first and their pale partners after (neighbouring classes in distinct hues)."""
     import numpy as np
 
     if palette is not None and len(palette) >= k:
@@ -28,6 +29,7 @@ def class_colors(k: int, palette: torch.Tensor | None = None):
     from .figure import matplotlib_agg
 
     tab = (np.asarray(matplotlib_agg().colormaps["tab20"].colors) * 255).round().astype(np.uint8)
+    tab = np.concatenate([tab[0::2], tab[1::2]])  # tab20 pairs a colour with its pale shade: keep them apart
     out = np.zeros((k, 3), dtype=np.uint8)
     for i in range(1, k):
         out[i] = tab[(i - 1) % len(tab)]

@@ -88,8 +88,9 @@ def test_decision_boundary_gif_moves_and_survives_resume(dlsem, tmp_path):
     gif = tmp_path / "full/plots/decision_boundary.gif"
     assert "plots/decision_boundary.gif" in read_summary(tmp_path / "full")["plots"]
     with Image.open(gif) as im:
-        # epochs 1..20 every epoch, then every 2nd (24 epochs: stride ceil(4/60) = 1), plus the final weights
-        assert im.n_frames == 24 + 1
+        # the initial weights (epoch 0), epochs 1..20 every epoch, then every 2nd (24 epochs: stride
+        # ceil(4/60) = 1), plus the final weights
+        assert im.n_frames == 1 + 24 + 1
         im.seek(0)
         first = im.convert("RGB")
         im.seek(im.n_frames - 2)
@@ -98,8 +99,12 @@ def test_decision_boundary_gif_moves_and_survives_resume(dlsem, tmp_path):
     changed = ImageChops.difference(first, last).convert("L").point(lambda v: 255 if v > 30 else 0).histogram()[255]
     assert changed > 0.05 * first.size[0] * first.size[1]  # training moved the boundary visibly
 
-    # a resumed run's animation still starts at epoch 1: the frames travel in last.pt
+    # a resumed run's animation still starts at epoch 0: the frames travel in last.pt
     assert dlsem("train", cfg, "--epochs", "10", "--patience", "0", "--out", "part", *FAST).rc == 0
+    frames = torch.load(tmp_path / "part/last.pt", weights_only=True)["observers"]["boundary"]
+    assert len(frames["frames"]) == 10 + 1 and frames["captions"][0].startswith("epoch 0")
+    assert [c.split()[1] for c in frames["captions"]] == [str(e) for e in range(11)]
+    assert not torch.equal(frames["frames"][0], frames["frames"][1])  # the first frame is before any step
     assert dlsem("train", "--resume", "part/last.pt", "--epochs", "24").rc == 0
     with Image.open(tmp_path / "part/plots/decision_boundary.gif") as a, Image.open(gif) as b:
         assert a.n_frames == b.n_frames
@@ -177,7 +182,7 @@ def test_gif_for_three_classes_shows_each_predicted_class(dlsem, tmp_path):
               "--lr", "0.05", "--out", "run", *FAST)
     assert r.rc == 0, r
     with Image.open(tmp_path / "run/plots/decision_boundary.gif") as im:
-        assert im.n_frames == 8 + 1
+        assert im.n_frames == 1 + 8 + 1  # epoch 0, epochs 1..8, the final weights
         im.seek(im.n_frames - 1)
         area = np.asarray(im.convert("RGB").crop((0, 24, im.width, im.height))).reshape(-1, 3)  # below the caption
     pal = np.array(_palette(3)).reshape(-1, 3)

@@ -161,6 +161,22 @@ def test_run_report_holds_title_config_epochs_and_classes(made):
         assert html.escape(layer) in health
 
 
+def test_run_report_shows_the_diagnosis_line(made, dlsem, tmp_path):
+    """The line diagnosis.py wrote to summary.json heads the metrics; a summary written before runs were
+    diagnosed (diagnosis null) shows none."""
+    s = json.loads((made["run"] / "summary.json").read_text())
+    line = s["diagnosis"]["line"]
+    assert line and "->" in line  # what the curves show, and what to try
+    metrics = _section(_page(made["run"]), "metrics")
+    assert f'<p class="diagnosis"><b>Diagnosis</b>: {html.escape(line)}</p>' in metrics
+    shutil.copytree(made["run"], tmp_path / "old")
+    (tmp_path / "old" / "summary.json").write_text(json.dumps({**s, "diagnosis": None}))
+    assert dlsem("report", "old").rc == 0
+    page = (tmp_path / "old" / "report.html").read_text(encoding="utf-8")
+    assert "Diagnosis" not in page and 'class="diagnosis"' not in page.split("</style>", 1)[1]
+    assert f"{s['best']['val/acc']:.4g}" in _section(page, "metrics")  # the rest of the page as before
+
+
 def test_user_text_is_escaped(made):
     page = _page(made["run"])
     assert "<script" not in page.lower() and "<img src=x" not in page  # no tag of theirs, only text
@@ -195,10 +211,19 @@ def test_sweep_report_ranks_and_shows_each_member(made):
     assert len(sections) == 2 and page.count("</details>") == 2
     top = _images(page.split("<details>", 1)[0])
     assert [(alt, data) for _, data, alt in top] == [(p.name, p.read_bytes()) for p in _plots(d)]
+    # under the ranked table, each member's diagnosis line in rank order (its kind is the CSV's diagnosis column)
+    listed = re.findall(r"<li><b>(.*?)</b>: (.*?)</li>", page.split("<h2>Ranked", 1)[1].split("<h2>", 1)[0])
+    expected = []
+    for row in ranked:
+        s = json.loads((d / row["run"] / "summary.json").read_text())
+        assert row["diagnosis"] == s["diagnosis"]["kind"]
+        expected.append((f"#{row['rank']} {html.escape(row['run'])}", html.escape(s["diagnosis"]["line"])))
+    assert listed == expected
     for member, section in zip(_sweep_members(d), sections):
         assert f"<summary>#{ranked[[r['run'] for r in ranked].index(member.name)]['rank']} " in section
         s = json.loads((member / "summary.json").read_text())
         assert f"{s['best']['val/acc']:.4g}" in section and f"{s['test']['test/acc']:.4g}" in section
+        assert f'<p class="diagnosis"><b>Diagnosis</b>: {html.escape(s["diagnosis"]["line"])}</p>' in section
         images = _images(section)
         assert [(alt, data) for _, data, alt in images] == [(p.name, p.read_bytes()) for p in _plots(member)]
 

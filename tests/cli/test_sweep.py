@@ -28,19 +28,17 @@ def _csv(path):
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    """The 2x2 plane sweep run once, in process: (working dir, its sweep dir, the Result)."""
+def _main(cwd, *args) -> Result:
+    """dlseminar.cli.main() in this process, in `cwd` (for the module-scoped fixtures: capsys is per test)."""
     import contextlib
     import io
 
     mp = pytest.MonkeyPatch()
-    cwd = tmp_path_factory.mktemp("sweep")
-    out, err = io.StringIO(), io.StringIO()  # capsys is per test: capture by hand
+    out, err = io.StringIO(), io.StringIO()
     from dlseminar.cli import main
 
     mp.chdir(cwd)
-    mp.setattr(sys, "argv", ["dlsem", "sweep", PLANE, *GRID])
+    mp.setattr(sys, "argv", ["dlsem", *map(str, args)])
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main()
@@ -48,8 +46,31 @@ def swept(tmp_path_factory):
         except SystemExit as e:
             code = e.code
     mp.undo()
-    r = Result(type("P", (), {"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()})())
+    return Result(type("P", (), {"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()})())
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The 2x2 plane sweep run once, in process: (working dir, its sweep dir, the Result)."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    r = _main(cwd, "sweep", PLANE, *GRID)
     return cwd, cwd / "runs" / "plane_regression-sweep", r
+
+
+# A classifier monitored by its loss, with and without L1: Adam's steps of ~lr leave the weights L1 pulls to
+# zero within 1e-3 of it (about a third of them here, against under 1 % without). The final weights are the
+# tested ones (no restore), so the health observer's last near-zero share is the same number, counted on
+# the model's parameters instead of the checkpoint's state dict.
+L1 = ["--grid", "loss.l1=0,0.01", *[a for s in ("data.name=moons", "data.n_samples=200", "model.name=mlp",
+      "model.hidden=[32,32]", "train.batch_size=8", "optim.lr=0.003", "train.epochs=4", "early_stop.monitor=val/loss",
+      "early_stop.restore_best=false", "train.health=true", "logging.plots=false") for a in ("--set", s)]]
+
+
+@pytest.fixture(scope="module")
+def l1_swept(tmp_path_factory):
+    """The moons L1 sweep run once, in process: (its sweep dir, the Result)."""
+    cwd = tmp_path_factory.mktemp("l1")
+    return cwd / "l1", _main(cwd, "sweep", *L1, "--out", "l1")
 
 
 def test_sweep_runs_the_grid_and_ranks_it(swept):
@@ -133,6 +154,7 @@ def test_compare_ranks_existing_runs_in_the_monitors_direction(swept, dlsem, tmp
     assert [row["run"] for row in rows] == ["lr0.05", "lr0.0001"] and rows[0]["mode"] == "max"
     assert float(rows[0]["best"]) > float(rows[1]["best"]) and rows[0]["monitor"] == "val/acc"
     assert rows[0]["optim.lr"] == "0.05"  # the differing config keys become columns
+    assert "val/acc" not in rows[0] and "near_zero_weights" not in rows[0]  # the monitor is the main metric; no penalty
     assert (tmp_path / "cmp" / "plots" / "compare.png").exists()
     _, root, _ = swept
     r = dlsem("compare", root, "--out", "fromsweep")
@@ -181,3 +203,45 @@ def test_more_epochs_into_the_same_out_continue_finished_members(dlsem, tmp_path
     assert fewer.rc == 2 and fewer.err.strip().startswith("error: ") and len(fewer.err.strip().splitlines()) == 1
     assert "already ran 4 epochs" in fewer.err
     assert {n: metrics_rows(tmp_path / "sw" / n) for n in before} == before
+
+
+def test_loss_monitored_l1_sweep_shows_accuracy_near_zero_weights_and_diagnoses(l1_swept):
+    root, r = l1_swept
+    assert r.rc == 0, r
+    rows = {row["loss.l1"]: row for row in _csv(root / "sweep.csv")}
+    assert set(rows) == {"0", "0.01"}
+    for row in rows.values():
+        s = read_summary(root / row["run"])
+        assert row["monitor"] == "val/loss" and float(row["best"]) == s["best"]["val/loss"]
+        # the task's main metric beside the monitor: classification's val/acc at the best epoch, and test/acc
+        assert float(row["val/acc"]) == s["best"]["val/acc"] and float(row["test/acc"]) == s["test"]["test/acc"]
+        assert s["test_checkpoint"] == "last.pt"
+        assert float(row["near_zero_weights"]) == pytest.approx(s["health"]["near_zero_all"][-1], abs=1e-12)
+        assert row["diagnosis"] == s["diagnosis"]["kind"] != ""
+        # the printed table: the share in percent on the member's row, its diagnosis line under the table
+        line = next(ln for ln in r.out.splitlines() if ln.startswith("│") and ln.split("│")[3].strip() == row["loss.l1"])
+        assert f"{float(row['near_zero_weights']):.1%}" in line and f"{float(row['val/acc']):.4f}" in line
+        assert f"#{row['rank']} {row['run']}: {s['diagnosis']['line']}" in r.out.splitlines()
+    assert float(rows["0.01"]["near_zero_weights"]) > float(rows["0"]["near_zero_weights"]) + 0.1  # L1's sparsity
+    header = next(ln for ln in r.out.splitlines() if "val/loss ↓" in ln)
+    assert all(h in header for h in ("test/loss", "val/acc", "test/acc", "|w|<1e-3", "best epoch")), r.out
+
+
+def test_compare_shows_the_main_metric_and_the_diagnoses_there_are(l1_swept, dlsem, tmp_path):
+    """Loose runs that differ in loss.l1: the same columns as the sweep's; a summary written before runs were
+    diagnosed (diagnosis null) shows no diagnosis, and the other runs' still do."""
+    root, _ = l1_swept
+    shutil.copytree(root / "loss.l1=0", tmp_path / "plain")
+    shutil.copytree(root / "loss.l1=0.01", tmp_path / "old")
+    s = read_summary(tmp_path / "old")
+    (tmp_path / "old" / "summary.json").write_text(json.dumps({**s, "diagnosis": None}))
+    r = dlsem("compare", "plain", "old", "--out", "cmp")
+    assert r.rc == 0, r
+    rows = {row["run"]: row for row in _csv(tmp_path / "cmp" / "compare.csv")}
+    swept = {row["run"]: row for row in _csv(root / "sweep.csv")}
+    for name, member in (("plain", "loss.l1=0"), ("old", "loss.l1=0.01")):
+        for key in ("loss.l1", "best", "val/acc", "test/acc", "near_zero_weights"):  # loss.l1: 0.0 as resolved, 0 as typed
+            assert float(rows[name][key]) == float(swept[member][key]), (name, key)
+    assert rows["plain"]["diagnosis"] == swept["loss.l1=0"]["diagnosis"] and rows["old"]["diagnosis"] == ""
+    notes = [ln for ln in r.out.splitlines() if ln.startswith("#")]
+    assert notes == [f"#{rows['plain']['rank']} plain: {read_summary(tmp_path / 'plain')['diagnosis']['line']}"], r.out

@@ -353,7 +353,8 @@ def one_line_each(r) -> None:
     assert len(epochs) == 3 and all("val/acc" in ln and ln.rstrip().endswith("s)") for ln in epochs), r["out"]
     assert any(ln.startswith("best ") and "val/loss" in ln and "val/acc" in ln for ln in lines), r["out"]
     assert any(ln.startswith("run directory: run") and ln.rstrip().endswith("s)") for ln in lines), r["out"]
-    assert len(lines) == 7, r["out"]  # 3 epochs, stop reason, best, test, run directory
+    assert any(ln.startswith("diagnosis: too little history to read: 3 epochs") for ln in lines), r["out"]
+    assert len(lines) == 8, r["out"]  # 3 epochs, stop reason, best, test, diagnosis, run directory
 
 
 def check_head(r):
@@ -401,7 +402,9 @@ def check_sweep_narrow(r):
     rows = [ln for ln in lines if ln.startswith("│") and "finished" in ln]  # the ranked table's member rows
     assert len(rows) == 2 and {ln.split("│")[3].strip() for ln in rows} == {"0.1", "0.05"}, r["out"]
     assert any("optim.lr" in ln and "val/acc" in ln and "test/acc" in ln for ln in lines), r["out"]  # one header line
-    assert len(lines) == 10, r["out"]  # 2 progress lines, title, 3 rule/header lines, 2 rows, bottom rule, files
+    assert len(lines) == 12, r["out"]  # 2 progress lines, title, 3 rule/header lines, 2 rows, bottom rule,
+    # each member's diagnosis line (whole: one line each), files
+    assert [ln.split(":")[1] for ln in lines[9:11]] == [" too little history to read"] * 2, r["out"]
 
 
 REAL = {

@@ -33,8 +33,13 @@ def forward_backward(m, in_shape, num_outputs, batch=4, dense=False):
     for h in heads:
         assert h.shape == (batch, num_outputs, *size)
         assert torch.isfinite(h).all()
-    sum(h.square().mean() for h in heads).backward()
+    # against a target of ones: a model whose start is all zeros (the classifying perceptron) gets gradients too
+    sum((h - 1).square().mean() for h in heads).backward()
     grads = [p.grad for p in m.parameters() if p.requires_grad]
+    # sweep tables count near-zero weights from a checkpoint's tensors of 2+ dimensions, without building
+    # the model: that set must be the weights the penalty acts on (no frozen weight, no 2-D buffer)
+    assert {k for k, t in m.state_dict().items() if t.ndim > 1} == \
+        {n for n, p in m.named_parameters() if p.requires_grad and p.ndim > 1}
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
     m.eval()

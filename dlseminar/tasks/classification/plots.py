@@ -13,6 +13,7 @@ from ...viz.images import as_image
 CELL_COUNTS_MAX = 30  # up to this many classes every cell of the confusion matrix shows its count
 OVERVIEW_CELLS = 200  # above this many classes the overview sums neighbouring classes into groups
 BLOCK_CLASSES = 20  # the most-confused block: at most this many classes, with counts
+TITLE_CHARS = 16  # a class name in a mistakes.png title: longer ones end in "…"
 
 
 def confusion(path: Path, y: torch.Tensor, pred: torch.Tensor, names: list[str], split: str) -> None:
@@ -124,7 +125,9 @@ def _most_confused(ax, true_c, pred_c, counts, labels: list[str]) -> None:
 
 def mistakes(path: Path, X: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, names: list[str], stats: dict,
              limit: int = 24) -> bool:
-    """A gallery of misclassified images, titled 'true -> predicted'; False when there is none."""
+    """A gallery of misclassified images, each titled with its true class over its predicted one (two
+    lines, long names shortened: on one line, 'automobile -> airplane' runs into its neighbours);
+    False when there is none."""
     wrong = (pred != y).nonzero().flatten()[:limit]
     if len(wrong) == 0:
         return False
@@ -132,16 +135,22 @@ def mistakes(path: Path, X: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, n
     scale = float(stats.get("scale", torch.tensor(1.0)))
     cols = min(8, len(wrong))
     rows = (len(wrong) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 2.0 * rows + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong.tolist()):
         ax.imshow(as_image(X[i], scale), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{names[int(y[i])]} -> {names[int(pred[i])]}", fontsize=7, color="firebrick")
+        ax.set_title(f"true {_short(names[int(y[i])])}\npred {_short(names[int(pred[i])])}", fontsize=7,
+                     color="firebrick", linespacing=1.1)
     fig.suptitle(f"misclassified ({int((pred != y).sum())} of {len(y)})", fontsize=9)
     fig.tight_layout()
     save(fig, path)
     return True
+
+
+def _short(name: str) -> str:
+    """A class name that fits above one tile of the gallery (1.6 inches at 7 points: about 20 characters)."""
+    return name if len(name) <= TITLE_CHARS else name[: TITLE_CHARS - 1] + "…"
 
 
 def filters(path: Path, model, limit: int = 32) -> bool:

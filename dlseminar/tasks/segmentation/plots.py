@@ -1,4 +1,5 @@
-"""Segmentation's plots: masks as colour overlays, and image | true | predicted rows."""
+"""Segmentation's plots: image | true mask | predicted mask rows with a legend, and the colour overlay
+`dlsem predict` writes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,21 +12,33 @@ from ...viz.images import IGNORE_RGB, rgb_uint8
 LEGEND_CLASSES = 24  # most classes a segmentation legend lists (the largest areas first)
 
 
+def paint(mask, colors):
+    """(H, W, 3) uint8: each pixel of mask (H, W) in its class colour; ignored pixels (255) neutral grey."""
+    import numpy as np
+
+    m = np.asarray(mask, dtype=np.int64)
+    ignore = m >= len(colors)  # 255
+    out = np.asarray(colors, dtype=np.uint8)[np.where(ignore, 0, m)]
+    out[ignore] = IGNORE_RGB
+    return out
+
+
 def overlay(image, mask, colors, alpha: float = 0.5):
     """(H, W, 3) uint8 image blended with the class colours of mask (H, W); ignored pixels neutral grey."""
     import numpy as np
 
     m = np.asarray(mask, dtype=np.int64)
-    ignore = m >= len(colors)  # 255
-    tint = colors[np.where(ignore, 0, m)].astype(np.float32)
-    out = (1 - alpha) * image.astype(np.float32) + alpha * tint
-    out[ignore] = IGNORE_RGB
+    out = (1 - alpha) * image.astype(np.float32) + alpha * paint(m, colors).astype(np.float32)
+    out[m >= len(colors)] = IGNORE_RGB
     return out.round().clip(0, 255).astype(np.uint8)
 
 
 def predictions(path: Path, X: torch.Tensor, masks: torch.Tensor, preds: torch.Tensor, names: list[str], colors,
                     scale: float, split: str) -> None:
-    """Rows of image | true mask | predicted mask (overlays), with a legend of the class colours."""
+    """Rows of image | true mask | predicted mask, with a legend of the class colours.
+
+    The masks are painted in exactly the legend's colours: blended over the image (as `dlsem predict`'s
+    overlay is) a class's colour would change with the image under it, and no longer match its patch."""
     from matplotlib.patches import Patch
 
     plt = pyplot()
@@ -49,8 +62,8 @@ def predictions(path: Path, X: torch.Tensor, masks: torch.Tensor, preds: torch.T
         img = rgb_uint8(X[i], scale)
         valid = masks[i] != 255
         acc = float((preds[i][valid] == masks[i][valid]).float().mean()) if valid.any() else float("nan")
-        panels = [(img, "image"), (overlay(img, masks[i].numpy(), colors), "true"),
-                  (overlay(img, preds[i].numpy(), colors), f"predicted (pixel acc {acc:.2f})")]
+        panels = [(img, "image"), (paint(masks[i].numpy(), colors), "true mask"),
+                  (paint(preds[i].numpy(), colors), f"predicted (pixel acc {acc:.2f})")]
         for ax, (a, title) in zip(axes[i], panels):
             ax.imshow(a, interpolation="nearest")
             ax.set_title(title, fontsize=8)
