@@ -105,7 +105,8 @@ def member_sets(data: str, epochs: int, sets: list[str]) -> list[str]:
 
 def check_images(data: str, sets: list[str], model: str):
     """Build the dataset once: image classification data (C, H, W inputs) or one error line.
-    Returns (DataInfo, task) for counting the models' parameters and FLOPs."""
+    Returns (DataInfo, task, the split sizes and chance level) for counting the models' parameters and
+    FLOPs and for telling a model that learned from one that did not."""
     from . import registry
     from .catalog import load_all
     from .config import resolve
@@ -119,13 +120,29 @@ def check_images(data: str, sets: list[str], model: str):
         raise ConfigError(f"dlsem zoo compares image classifiers; dataset {data!r} is for {kind or 'another task'} "
                           f"(use an image classification dataset, e.g. --data shapes or digits_images)")
     cfg = resolve(sets=[*sets, f"model.name={model}"])
-    info = build_data(cfg).info
+    built = build_data(cfg)
+    info = built.info
     if info.kind != "classification" or len(info.in_shape) != 3:
         shape = info.in_shape
         what = f"inputs of {shape[0]} features" if len(shape) == 1 else f"inputs of shape {shape}"
         raise ConfigError(f"dlsem zoo compares image classifiers; dataset {data!r} gives {info.kind} data with "
                           f"{what}, not C x H x W images (use an image dataset, e.g. --data shapes or digits_images)")
-    return info, build_task(cfg, info)
+    return info, build_task(cfg, info), chance_of(built)
+
+
+def chance_of(data) -> dict:
+    """What "not learned" means on this validation split: `chance`, the accuracy of always answering its
+    most frequent class (1/K for balanced classes), and `learned_above`, chance plus two binomial standard
+    errors of an accuracy on n_val samples (4 classes, 200 images: 0.25 + 0.061): a model whose best val
+    accuracy is not above it cannot be told from guessing."""
+    import torch
+
+    y = data.splits["val"][1]
+    n_val = len(y)
+    chance = float(torch.bincount(y.long()).max()) / max(n_val, 1)
+    se = math.sqrt(chance * (1 - chance) / max(n_val, 1))
+    n_train = len(data.splits["train"][1])
+    return {"chance": chance, "learned_above": chance + 2 * se, "n_val": n_val, "n_train": n_train}
 
 
 def measure(model_name: str, sets: list[str], info, task) -> tuple[int, int]:
@@ -154,7 +171,7 @@ def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: 
 
     names = choose_models(models)
     all_sets = member_sets(data, epochs, list(sets))
-    info, task = check_images(data, all_sets, names[0])
+    info, task, level = check_images(data, all_sets, names[0])
     out = out or str(Path("runs") / f"zoo-{data}")
     check_alike(Path(out), names, all_sets)
     root, rows, _ = sweep.sweep(None, [f"model.name={','.join(names)}"], all_sets, jobs, out, echo, overwrite)
@@ -175,9 +192,12 @@ def zoo(data: str = "shapes", epochs: int = 5, models: str | None = None, sets: 
         except Exception as e:  # a model that cannot be built here has failed as a member too: say why there
             row["params"] = row["flops"] = None
             row["error"] = row["error"] or f"{type(e).__name__}: {e}"[:200]
+        row["learned"] = learned(row, level)
+        row["params_per_image"] = row["params"] / level["n_train"] if row["params"] and level["n_train"] else None
         out_rows.append(row)
     rank(out_rows)
-    described = {"data": data, "in_shape": tuple(info.in_shape), "num_classes": info.num_classes, "epochs": epochs}
+    described = {"data": data, "in_shape": tuple(info.in_shape), "num_classes": info.num_classes, "epochs": epochs,
+                 **level}
     write_csv(root / "zoo.csv", out_rows)
     (root / "plots").mkdir(parents=True, exist_ok=True)
     viz_zoo.zoo(root / "plots" / "zoo.png", out_rows, described)
@@ -207,6 +227,14 @@ def check_alike(root: Path, names: list[str], sets: list[str]) -> None:
                                   f"continue that zoo, or another --out")
 
 
+def learned(row: dict, level: dict) -> bool | None:
+    """Whether a finished model left chance: its best val accuracy above chance + 2 standard errors
+    (chance_of). None: the member did not finish, there is nothing to judge."""
+    if row["status"] != "finished" or not math.isfinite(row["val_acc"]):
+        return None
+    return row["val_acc"] > level["learned_above"]
+
+
 def rank(rows: list[dict]) -> None:
     """Finished members by best val accuracy (ties: lower val loss), then diverged ones, then the rest."""
     def finite(v, sign=1.0):
@@ -218,8 +246,8 @@ def rank(rows: list[dict]) -> None:
         r["rank"] = i
 
 
-COLUMNS = ("rank", "model", "status", "params", "flops", "s_per_epoch", "val_acc", "test_acc", "best_epoch",
-           "epochs_run", "seconds", "error", "dir")
+COLUMNS = ("rank", "model", "status", "learned", "params", "params_per_image", "flops", "s_per_epoch", "val_acc",
+           "test_acc", "best_epoch", "epochs_run", "seconds", "error", "dir")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -243,17 +271,32 @@ def table(rows: list[dict], described: dict, title: str = ""):
 
     from .ranked import status_markup
 
-    t = Table("#", "model", "status", "params", "FLOPs/img (fwd)", "s/epoch", "val/acc ↑", "test/acc",
-              "best epoch", "epochs", "note", title=title or None)
+    t = Table("#", "model", "status", "params", "params/img", "FLOPs/img (fwd)", "s/epoch", "val/acc ↑", "test/acc",
+              "best epoch", "note", title=title or None)
     for r in rows:
+        if r["status"] != "finished" or r["params"] is None:
+            note = escape(r["error"][:70])
+        elif r.get("learned") is False:
+            n = r["epochs_run"]
+            note = f"[yellow]not learned in {n} epoch{'s' * (n != 1)}[/yellow] (chance {described['chance']:.2f})"
+        else:
+            note = ""
+        per = r.get("params_per_image")
         t.add_row(str(r["rank"]), escape(r["model"]), status_markup(r["status"]),
-                  f"{r['params']:,}" if r["params"] is not None else "", si(r["flops"]), _num(r["s_per_epoch"], ".3g"),
-                  _num(r["val_acc"]), _num(r["test_acc"]), str(r["best_epoch"]), str(r["epochs_run"]),
-                  escape(r["error"][:70]) if r["status"] != "finished" or r["params"] is None else "")
+                  f"{r['params']:,}" if r["params"] is not None else "", f"{per:,.0f}" if per else "",
+                  si(r["flops"]), _num(r["s_per_epoch"], ".3g"), _num(r["val_acc"]), _num(r["test_acc"]),
+                  f"{r['best_epoch']}/{r['epochs_run']}" if r["best_epoch"] != "" else "", note)
     return t
 
 
 def footnote(described: dict) -> str:
     shape = "x".join(map(str, described["in_shape"]))
     return (f"FLOPs/img: one forward pass of a {shape} input, eval mode (FlopCounterMode: a multiply-add is 2 FLOPs; "
-            f"convolutions and matrix products only); s/epoch: mean of metrics.csv seconds")
+            f"convolutions and matrix products only); s/epoch: mean of metrics.csv seconds; params/img: parameters "
+            f"per training image ({described['n_train']:,} here).\n"
+            f"chance: {described['chance']:.2f} (always the most frequent class of the {described['n_val']} val "
+            f"images); 'not learned': best val/acc not above {described['learned_above']:.3f} (chance + 2 standard "
+            f"errors). A large network lags on a small dataset for two reasons the table shows: far more parameters "
+            f"than images to fit them (params/img), and depth without batch norm or residual connections (AlexNet, "
+            f"plain VGG), whose gradients shrink layer by layer at the start; at the zoo's shared settings they need "
+            f"more epochs, a lower lr or warm-up (their recipes in configs/ give them), not a verdict on the design.")

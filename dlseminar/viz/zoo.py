@@ -19,7 +19,8 @@ def si(n) -> str:
 
 def zoo(path: Path, rows: list[dict], described: dict) -> None:
     """Best val accuracy against forward FLOPs (log axis; marker area by parameters, each point labelled),
-    and the seconds per epoch of every member as bars, in rank order."""
+    with the chance level drawn and the models that did not leave it hollow and marked; and the seconds
+    per epoch of every member as bars, in rank order."""
     plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})
     shown = [r for r in rows if r["flops"] and math.isfinite(r["val_acc"])]
@@ -30,15 +31,25 @@ def zoo(path: Path, rows: list[dict], described: dict) -> None:
         span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 0.1
         placed: list[tuple[float, float]] = []
         for i, r in enumerate(shown):
+            stuck = r.get("learned") is False  # hollow: at chance, nothing to compare but its size and cost
             ax.scatter(r["flops"], r["val_acc"], s=30 + 800 * math.sqrt(r["params"] / biggest), alpha=0.6,
-                       color=cmap(i % cmap.N), edgecolor="black", linewidth=0.5)
+                       color="none" if stuck else cmap(i % cmap.N), edgecolor="gray" if stuck else "black",
+                       linewidth=1.2 if stuck else 0.5, linestyle="--" if stuck else "-")
             x, y = xs[i], ys[i]  # labels of points close together (often: several at chance) go one above another
             k = sum(abs(px - x) / span_x < 0.18 and abs(py - y) / span_y < 0.04 for px, py in placed)
             placed.append((x, y))
-            ax.annotate(f"{r['model']} ({si(r['params'])})", (r["flops"], r["val_acc"]), fontsize=8,
+            stuck = r.get("learned") is False
+            label = f"{r['model']} ({si(r['params'])})" + (f", not learned in {r['epochs_run']} epoch{'s' * (r['epochs_run'] != 1)}" if stuck else "")
+            ax.annotate(label, (r["flops"], r["val_acc"]), fontsize=8, color="dimgray" if stuck else "black",
                         xytext=(6, 4 + 11 * k), textcoords="offset points",
                         arrowprops=dict(arrowstyle="-", lw=0.5, color="gray") if k else None)
         ax.set_xscale("log")
+        if "chance" in described:
+            ax.axhline(described["chance"], color="firebrick", linestyle=":", linewidth=1.2)
+            ax.axhspan(described["chance"], described["learned_above"], color="firebrick", alpha=0.08, linewidth=0)
+            ax.annotate(f"chance {described['chance']:.2f} (below the band's top: not learned)",
+                        (0.01, described["chance"]), xycoords=("axes fraction", "data"), xytext=(0, -11),
+                        textcoords="offset points", fontsize=8, color="firebrick")
         ax.margins(x=0.08, y=0.15)
     else:
         ax.text(0.5, 0.5, "no finished member", ha="center", va="center", transform=ax.transAxes)

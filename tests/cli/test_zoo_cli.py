@@ -89,6 +89,32 @@ def test_zoo_table_counts_and_restart(dlsem, tmp_path):
     assert "lenet5" in zoo_part and ">flops<" in zoo_part and f">{int(by['cnn']['params'])}<" in zoo_part
 
 
+def test_a_model_that_stays_at_chance_is_marked_not_learned(dlsem, tmp_path):
+    r = dlsem("zoo", "--models", "cnn", "--epochs", "1", *TINY, "--set", "optim.lr=1e-9", "--set",
+              "logging.plots=true")
+    assert r.rc == 0, r
+    row = _csv(tmp_path / "runs" / "zoo-shapes" / "zoo.csv")[0]
+    assert row["learned"] == "False" and "not learned in 1 epoch " in r.out
+    assert "chance: 0.25" in r.out.replace("\n", " ") or "chance: 0.2" in r.out  # 4 balanced classes
+    assert float(row["params_per_image"]) == pytest.approx(int(row["params"]) / 24)  # 24 of 40 images train
+
+
+def test_chance_level_and_the_learned_mark():
+    import torch
+
+    from dlseminar.data import Data, DataInfo
+    from dlseminar.zoo import chance_of, learned
+
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)  # the majority class: 0.5 of the val split
+    data = Data(DataInfo("d", "classification", (3, 8, 8), 3), {"train": (None, torch.zeros(300)), "val": (None, y)})
+    level = chance_of(data)
+    assert level["chance"] == 0.5 and level["n_val"] == 100 and level["n_train"] == 300
+    assert level["learned_above"] == pytest.approx(0.5 + 2 * math.sqrt(0.25 / 100))  # 0.6
+    row = {"status": "finished", "val_acc": 0.59}
+    assert learned(row, level) is False and learned({**row, "val_acc": 0.61}, level) is True
+    assert learned({"status": "failed", "val_acc": math.nan}, level) is None
+
+
 def test_failed_member_does_not_stop_the_others(dlsem, tmp_path):
     # AlexNet's ImageNet stem cannot take 16 px: that member fails, cnn (no stem option) still trains;
     # --jobs 2: the members run as child processes
