@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-LESSONS := xor_perceptron xor_mlp linear_perceptron plane_regression diabetes_linear digits_mlp moons_mlp_dropout moons_overfit
+LESSONS := xor_perceptron xor_mlp linear_perceptron plane_regression diabetes_linear digits_mlp moons_overfit moons_early_stopping moons_mlp_dropout moons_regularisation circles_underfit xor_two_hidden
 
 .PHONY: install demo test bench lessons sweeps zoo clean $(LESSONS)
 
@@ -38,8 +38,8 @@ sweeps: $(STAMP)  ## optimizers, lr too high, activations, L1/L2, dropout, batch
 	$(BIN)/dlsem sweep configs/digits_lr_too_high.yaml --grid optim.lr=0.01,0.1,1,10
 	$(BIN)/dlsem sweep configs/digits_activations.yaml --grid model.activation=sigmoid,tanh,relu,elu,maxout
 	$(BIN)/dlsem sweep configs/xor_two_hidden.yaml --grid seed=0,1,2,3,4,5,6,7,8,9
-	$(BIN)/dlsem sweep configs/moons_regularisation.yaml --grid loss.l1=0,0.001 --grid loss.l2=0,0.001
-	$(BIN)/dlsem sweep configs/moons_regularisation.yaml --grid model.dropout=0,0.5
+	$(BIN)/dlsem sweep configs/moons_regularisation.yaml --grid loss.l1=0,0.001 --grid loss.l2=0,0.01
+	$(BIN)/dlsem sweep configs/moons_mlp_dropout.yaml --grid model.dropout=0,0.5
 	$(BIN)/dlsem sweep configs/digits_batch_modes.yaml --grid train.batch_size=1,32,full
 	$(BIN)/dlsem lr-find configs/digits_mlp.yaml --out runs/digits_mlp-lr-find
 

@@ -72,13 +72,13 @@ def test_linear_perceptron_learns_the_slides_line_up_to_a_factor(dlsem, tmp_path
     assert "as ratios to w1: -1.7" in r.out and "(the data's true line: -1.75 : 1 : 1.75)" in r.out
 
 
-def test_overfitting_recipe_stops_early_and_restores_best(dlsem, tmp_path):
-    r = dlsem("train", CONFIGS / "moons_overfit.yaml", "--out", "run", "--set", "logging.plots=false")
+def test_early_stopping_recipe_stops_early_and_restores_best(dlsem, tmp_path):
+    r = dlsem("train", CONFIGS / "moons_early_stopping.yaml", "--out", "run", "--set", "logging.plots=false")
     assert r.rc == 0, r
     s = read_summary(tmp_path / "run")
     assert s["stopped_early"] is True
-    assert s["stop_reason"].startswith("early stopping: val/loss did not improve for 15 epochs")
-    assert s["epochs_run"] == s["best_epoch"] + 15 < 300
+    assert s["stop_reason"].startswith("early stopping: val/loss did not improve for 20 epochs")
+    assert s["epochs_run"] == s["best_epoch"] + 20 < 600
     assert s["restored_best"] is True
     rows = metrics_rows(tmp_path / "run")
     assert len(rows) == s["epochs_run"]

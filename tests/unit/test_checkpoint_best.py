@@ -13,7 +13,7 @@ from dlseminar.config import resolve
 from dlseminar.run import train
 
 ROOT = Path(__file__).resolve().parents[2]
-# moons_overfit: val/loss is best at epoch 23 and early stopping ends the run at epoch 38
+# moons_early_stopping: val/loss is best at epoch 6 and early stopping (patience 20) ends the run at epoch 26
 SETS = ["logging.plots=false", "checkpoint.min_interval_s=0", "checkpoint.max_overhead=0"]
 
 
@@ -25,20 +25,20 @@ def _rows(d: Path):
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
-    cfg = resolve(ROOT / "configs/moons_overfit.yaml", sets=SETS + [f"out={out}"])
+    cfg = resolve(ROOT / "configs/moons_early_stopping.yaml", sets=SETS + [f"out={out}"])
     run_dir, summary = train(cfg, overwrite=True)
-    assert summary.best_epoch == 23 and summary.epochs_run == 38  # the lesson's numbers
+    assert summary.best_epoch == 6 and summary.epochs_run == 26  # the lesson's numbers
     return run_dir, summary
 
 
-@pytest.mark.parametrize("cut, best_is_current", [(23, True), (30, False)])
+@pytest.mark.parametrize("cut, best_is_current", [(6, True), (20, False)])
 def test_last_pt_stores_best_once_and_resume_restores_it(full, tmp_path, cut, best_is_current):
     full_dir, full_summary = full
-    cfg = resolve(ROOT / "configs/moons_overfit.yaml", sets=SETS + [f"out={tmp_path / 'part'}", f"train.epochs={cut}"])
+    cfg = resolve(ROOT / "configs/moons_early_stopping.yaml", sets=SETS + [f"out={tmp_path / 'part'}", f"train.epochs={cut}"])
     part_dir, _ = train(cfg)
     last = torch.load(part_dir / "last.pt", weights_only=True)
     es = last["early_stopping"]
-    assert es["best_epoch"] == 23 and es["best_is_current"] is best_is_current
+    assert es["best_epoch"] == 6 and es["best_is_current"] is best_is_current
     if best_is_current:
         assert es["best_state"] is None  # no second copy of the model
     else:
@@ -46,8 +46,8 @@ def test_last_pt_stores_best_once_and_resume_restores_it(full, tmp_path, cut, be
         assert all(torch.equal(es["best_state"][k], best["model"][k]) for k in best["model"])
         assert not all(torch.equal(last["model"][k], best["model"][k]) for k in best["model"])
 
-    _, summary = train(None, resume=str(part_dir / "last.pt"), sets=["train.epochs=300"])
-    assert summary.best_epoch == 23 and summary.epochs_run == 38
+    _, summary = train(None, resume=str(part_dir / "last.pt"), sets=["train.epochs=600"])
+    assert summary.best_epoch == 6 and summary.epochs_run == 26
     assert summary.test == full_summary.test  # evaluated on the restored best weights
     assert _rows(part_dir) == _rows(full_dir)
     assert json.loads((part_dir / "summary.json").read_text())["restored_best"] is True

@@ -66,7 +66,10 @@ def test_l1_gives_more_near_zero_weights_than_l2(tmp_path):
     # SGD with momentum: the penalty's own gradient decides (Adam rescales it: under Adam, L1's constant-size
     # pull makes weights jitter around 0 at the scale of the lr, and L2 reaches |w| < 1e-3 more often)
     common = ["optim.name=momentum", "optim.lr=0.05", "train.epochs=15", "early_stop.patience=0",
-              "train.health=true", "logging.plots=false"]
+              "train.health=true", "logging.plots=false",
+              # mini-batches of the earlier moons_overfit data (the recipe is full-batch now: 15 steps only)
+              "train.batch_size=16", "data.n_samples=200", "data.noise=0.35", "data.val_split=0.2",
+              "data.test_split=0.2"]
     share = {}
     for pen in ("l1", "l2"):
         _, s = _train(tmp_path, pen, CONFIGS / "moons_overfit.yaml", [*common, f"loss.{pen}=0.001"])
