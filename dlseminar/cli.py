@@ -453,6 +453,11 @@ def lr_find_(
         print(f"wrote {write} (optim.lr {float(f'{lr:.3g}'):g}); train it with: dlsem train {write}")
 
 
+from .cli_teach import explain  # noqa: E402  (the seminar's mechanics: registered here, written there)
+
+app.command(cls=Command)(explain)
+
+
 def main() -> None:
     """Entry point: user mistakes become one `error:` line and exit 2, never a traceback."""
     import shlex

@@ -1,0 +1,63 @@
+"""`dlsem explain` and `dlsem surface`: the seminar's mechanics, seen from the command line.
+
+The command functions live here and cli.py registers them, so cli.py stays the list of commands
+and every heavy import stays inside a command (`dlsem --help` loads no torch).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def explain(
+    topic: str = typer.Argument(..., help="perceptron | softmax | loss | backprop | conv | pool | image | activations"),
+    weights: Optional[str] = typer.Option(None, "--weights", metavar="W",
+                                          help="perceptron: w0,w1,...,wk (bias first); backprop: each layer's matrix "
+                                               "as rows separated by ';' (bias row first), layers by '|'."),
+    input_: Optional[str] = typer.Option(None, "--input", metavar="VALUES",
+                                         help="perceptron, backprop: x1,x2,...; conv: CxHxW (e.g. 1x48x48); "
+                                              "pool: a grid, rows separated by ';'."),
+    label: Optional[str] = typer.Option(None, "--label", metavar="Y",
+                                        help="loss: the label(s), e.g. 0,1 or 25; backprop: the target."),
+    prediction: Optional[str] = typer.Option(None, "--prediction", metavar="YHAT",
+                                             help="loss: the network's output, e.g. 0.83,0.17 (rows separated by ';') "
+                                                  "or 23.5."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="loss: ce|mse|mae (default: ce for probabilities, "
+                                       "else mse and mae); backprop: bce|mse."),
+    logits: Optional[str] = typer.Option(None, "--logits", metavar="Z",
+                                         help="softmax: class scores, rows separated by ';', e.g. '5,4,2; 4,2,8'."),
+    classes: Optional[str] = typer.Option(None, "--classes", metavar="NAMES",
+                                          help="softmax: class names, e.g. cat,dog,horse."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", metavar="T",
+                                                help="softmax: T in e^(z/T) (default 1)."),
+    activation: Optional[str] = typer.Option(None, "--activation", metavar="NAME",
+                                             help="perceptron: sigmoid|identity; backprop (hidden units): "
+                                                  "sigmoid|tanh|relu."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="backprop: learning rate α (default 0.1)."),
+    filters: Optional[str] = typer.Option(None, "--filters", metavar="F,...", help="conv: filters per layer, e.g. 8,16."),
+    kernels: Optional[str] = typer.Option(None, "--kernels", metavar="K,...",
+                                          help="conv: kernel size per layer (or one for all), e.g. 3."),
+    strides: Optional[str] = typer.Option(None, "--strides", metavar="S,...",
+                                          help="conv: stride per layer (or one for all), e.g. 1."),
+    pool: Optional[int] = typer.Option(None, "--pool", metavar="N", help="conv: NxN max pooling after each layer "
+                                       "(1: none; default 2); pool: the window (default 2)."),
+    index: Optional[int] = typer.Option(None, "--index", metavar="N",
+                                        help="image: which digit of the bundled digits (0-1796)."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
+                                       help="activations: the PNG to write (default explain_activations.png here)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="activations: replace an existing --out file."),
+    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+):
+    """The deck's worked numbers, recomputed: formula, inputs, every intermediate value and the result.
+    Defaults are the slide's example; the options take your own numbers."""
+    from . import explain as explanations
+
+    given = dict(weights=weights, input=input_, label=label, prediction=prediction, loss=loss, logits=logits,
+                 classes=classes, temperature=temperature, activation=activation, lr=lr, filters=filters,
+                 kernels=kernels, strides=strides, pool=pool, index=index,
+                 out=None if out is None else str(out), overwrite=overwrite or None)
+    result = explanations.run(topic, {k: v for k, v in given.items() if v is not None})  # only what was given
+    print(json.dumps(result) if json_ else explanations.render(result))
