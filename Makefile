@@ -5,14 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LESSONS := xor_perceptron xor_mlp linear_perceptron plane_regression diabetes_linear digits_mlp moons_overfit moons_early_stopping moons_mlp_dropout moons_regularisation circles_underfit xor_two_hidden
 
-.PHONY: install demo test bench lessons sweeps zoo clean $(LESSONS)
+.PHONY: install demo test bench gpu-check lessons sweeps zoo clean $(LESSONS)
 
-$(STAMP): pyproject.toml
+# the stamp is older than pyproject.toml or this file (the extras installed below) -> install again
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,export]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install dlseminar with its test tools
+install: $(STAMP)  ## create .venv and install dlseminar with its test tools and the export extra (onnx, onnxruntime)
 
 demo: $(STAMP)  ## train the embedded default (an MLP on the bundled digits) and print the result
 	$(BIN)/dlsem train --out runs/demo --overwrite
@@ -20,11 +21,15 @@ demo: $(STAMP)  ## train the embedded default (an MLP on the bundled digits) and
 test: $(STAMP)  ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)  ## Trainer vs hand-written loops (MLP, resnet18), data pipeline rate, in-memory batcher vs DataLoader, bf16/channels_last
+bench: $(STAMP)  ## Trainer vs hand-written loops (MLP, resnet18), a whole dlsem process vs a script, data pipeline rate, in-memory batcher vs DataLoader, bf16/channels_last
 	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/image_throughput.py
 	$(BIN)/python benchmarks/batcher.py
 	$(BIN)/python benchmarks/precision.py
+
+gpu-check: $(STAMP)  ## on a CUDA machine: every task in fp32/bf16/fp16/channels_last/compile, determinism, DDP, CIFAR-10 timing
+	$(BIN)/python benchmarks/gpu_check.py
 
 lessons: $(LESSONS)  ## run every lesson recipe in configs/
 

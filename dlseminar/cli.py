@@ -453,9 +453,10 @@ def lr_find_(
         print(f"wrote {write} (optim.lr {float(f'{lr:.3g}'):g}); train it with: dlsem train {write}")
 
 
-from .cli_teach import explain  # noqa: E402  (the seminar's mechanics: registered here, written there)
+from .cli_tools import explain, export_  # noqa: E402  (registered here, written there)
 
 app.command(cls=Command)(explain)
+app.command("export", cls=Command)(export_)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
-"""`dlsem explain` and `dlsem surface`: the seminar's mechanics, seen from the command line.
+"""Commands beyond the run itself: `dlsem explain` (the deck's worked numbers) and `dlsem export`
+(a checkpoint as one file to ship).
 
-The command functions live here and cli.py registers them, so cli.py stays the list of commands
-and every heavy import stays inside a command (`dlsem --help` loads no torch).
+The command functions live here and cli.py registers them, so cli.py stays short and every heavy
+import stays inside a command (`dlsem --help` loads no torch).
 """
 from __future__ import annotations
 
@@ -61,3 +62,26 @@ def explain(
                  out=None if out is None else str(out), overwrite=overwrite or None)
     result = explanations.run(topic, {k: v for k, v in given.items() if v is not None})  # only what was given
     print(json.dumps(result) if json_ else explanations.render(result))
+
+
+def export_(
+    ckpt: Path = typer.Argument(..., help="A checkpoint: RUN/best.pt or RUN/last.pt."),
+    format_: str = typer.Option(..., "--format", help="onnx (needs: pip install 'dlseminar\\[export]') | pt2 "
+                                "(torch.export) | torchscript. Detectors: torchscript only."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="The file to write (default: beside the "
+                                       "checkpoint, e.g. RUN/best.onnx; a rerun replaces it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file (never the checkpoint "
+                                   "or a run's own files)."),
+):
+    """Write a checkpoint as one file to ship: ONNX, torch.export's .pt2 or TorchScript. It takes raw inputs
+    (pixel values 0-255, or the table's feature columns: the checkpoint's normalisation is inside), returns
+    what `dlsem predict` shows (class probabilities, per-pixel class probabilities, values in the data's
+    units, a detector's boxes), has a dynamic batch size and carries the class names and input shape."""
+    from .export import export as export_model
+
+    result = export_model(ckpt, format_, out, overwrite)
+    meta = result["metadata"]
+    print(f"wrote {result['path']} ({result['format']}, {result['bytes'] / 1e6:.2f} MB)")
+    print(f"input: {meta['input']}")
+    print(f"output: {meta['output']}")
+    print(f"checked: its outputs match the checkpoint's model to {result['max_diff']:.1g} (batches of 1 and 3)")
