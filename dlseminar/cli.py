@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli_help import Command, Group, show_version
+from .cli_help import SET_HELP, Command, Group, show_version
 from .summary import print_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=Group,
@@ -23,7 +23,6 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
                                        help="Print the version (dlsem X.Y.Z) and exit.")):
     """dlseminar: train and evaluate the deep-learning seminar's models from the terminal."""
 
-SET_HELP = "Set any config key: --set optim.lr=0.01 (repeatable); see `dlsem config show`."
 # The names come from the registries, which import torch: `dlsem config show` lists them, --help points there.
 NAMES_HELP = "`dlsem config show` lists the names"
 
@@ -453,9 +452,10 @@ def lr_find_(
         print(f"wrote {write} (optim.lr {float(f'{lr:.3g}'):g}); train it with: dlsem train {write}")
 
 
-from .cli_tools import explain, export_  # noqa: E402  (registered here, written there)
+from .cli_tools import explain, export_, surface  # noqa: E402  (registered here, written there)
 
 app.command(cls=Command)(explain)
+app.command(cls=Command)(surface)
 app.command("export", cls=Command)(export_)
 
 

@@ -14,6 +14,8 @@ from typer.core import TyperCommand, TyperGroup
 
 # What each option's value is, by its flag; an option not listed shows its name in capitals.
 # An explicit metavar= on the option wins (e.g. a --out that is a file, not a folder).
+SET_HELP = "Set any config key: --set optim.lr=0.01 (repeatable); see `dlsem config show`."
+
 METAVARS = {
     "--set": "KEY=VALUE", "--grid": "KEY=A,B,...", "--out": "DIR", "--resume": "CKPT", "--write": "FILE",
     "--batch-size": "N|full", "--lr": "LR", "--start": "LR", "--end": "LR", "--epochs": "N", "--patience": "N",

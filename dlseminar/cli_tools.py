@@ -1,5 +1,5 @@
-"""Commands beyond the run itself: `dlsem explain` (the deck's worked numbers) and `dlsem export`
-(a checkpoint as one file to ship).
+"""Commands beyond the run itself: `dlsem explain` (the deck's worked numbers), `dlsem surface` (the
+loss surface and the optimizer's path) and `dlsem export` (a checkpoint as one file to ship).
 
 The command functions live here and cli.py registers them, so cli.py stays short and every heavy
 import stays inside a command (`dlsem --help` loads no torch).
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
+
+from .cli_help import SET_HELP
 
 
 def explain(
@@ -85,3 +87,31 @@ def export_(
     print(f"input: {meta['input']}")
     print(f"output: {meta['output']}")
     print(f"checked: its outputs match the checkpoint's model to {result['max_diff']:.1g} (batches of 1 and 3)")
+
+
+def surface(
+    config: Optional[Path] = typer.Argument(None, help="YAML recipe (default: the embedded default config)."),
+    grid: List[str] = typer.Option([], "--grid", help="key=value1,value2,...: one path per value, all on one map, "
+                                   "e.g. --grid optim.name=sgd,momentum,rmsprop,adam or --grid optim.lr=0.05,0.14,0.17"),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Grid points per axis (default: 41 over two "
+                                             "weights, 21 for a network's slice)."),
+    directions: str = typer.Option("pca", "--directions", help="A network's slice: pca (the plane of the path's two "
+                                   "main directions) or random (two filter-normalised random directions)."),
+    fix: List[str] = typer.Option([], "--fix", help="NAME=VALUE: hold a parameter at a value, e.g. --fix "
+                                  "linear.bias=0 (the regression plane with w0 fixed: two weights left)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/<name>-surface)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out (never the recipe's "
+                                   "folder or a run's)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+):
+    """The loss surface with the optimizer's path on it: the exact loss over two weights, else a slice through
+    the trained weights (Li et al. 2018); --grid overlays several optimizers or learning rates."""
+    from . import surface as surfaces
+    from .config import resolve
+
+    cfg = resolve(config, set_)
+    result = surfaces.run(cfg, grid, out, overwrite, resolution, fix, directions)
+    for t in result["paths"]:
+        loss = "-" if t["final_loss"] is None else f"{t['final_loss']:.4g}"
+        print(f"{t['label']}: {t['status']}, final loss {loss} after {t['steps']} steps")
+    print(f"plot: {result['folder'] / 'surface.png'}")

@@ -34,6 +34,15 @@ def linear(seed, n_samples=500, noise=None):
     return Table(X, (margin > 0).astype(np.int64), "classification", XY, ["below", "above"], truth=TRUE_LINE)
 
 
+@DATASETS.register("line", kind="regression")
+def line(seed, n_samples=500, noise=None):
+    """y = 1.75*x - 1.75 + noise, x in 0..4: one input, so a perceptron has two weights (the loss-surface lesson)."""
+    rng = np.random.RandomState(seed)
+    x = rng.uniform(0, 4, size=(n_samples, 1))
+    y = 1.75 * x[:, 0] - 1.75 + rng.normal(0, _noise(noise, 0.3), n_samples)
+    return Table(x, y, "regression", ["x"], None, "y", truth={"w0": -1.75, "w": [1.75]})
+
+
 @DATASETS.register("moons", kind="classification")
 def moons(seed, n_samples=500, noise=None):
     """Two interleaving half-moons (scikit-learn's make_moons)."""
