@@ -15,7 +15,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from . import memory
+from . import finetune, memory
 from .catalog import load_all
 from .config import Config
 from .data import Data, TensorLoader
@@ -83,7 +83,8 @@ def build(cfg: Config, stats=None, info=None, load_data: bool = True) -> Setup:
     """Data, task and model for `cfg` (stats/info from a checkpoint when evaluating or resuming).
 
     load_data=False (predicting from a checkpoint): no dataset is read; the checkpoint's data
-    description and normalisation stats are all that new inputs need.
+    description and normalisation stats are all that new inputs need. Without `info` (no checkpoint's
+    weights will replace the model's) model.init_from and model.freeze apply here (finetune.prepare).
     """
     load_all()
     set_determinism(cfg["train.deterministic"])
@@ -104,6 +105,7 @@ def build(cfg: Config, stats=None, info=None, load_data: bool = True) -> Setup:
     torch.manual_seed(cfg["seed"])  # weight init does not depend on how much the data drew
     memory.check_model(cfg, data.info.in_shape, task.num_outputs, task.output_kind, device)  # before one weight exists
     model = build_model(cfg, data.info.in_shape, task.num_outputs, task.output_kind).to(device)
+    finetune.prepare(model, cfg, fresh=info is None)
     return Setup(cfg, data, task, model, device)
 
 

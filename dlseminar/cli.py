@@ -44,6 +44,9 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained",
                                               help="Start from torchvision's ImageNet weights (local cache only)."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from the weights of a dlseminar "
+                                            "checkpoint (RUN/best.pt): layers whose names and shapes match are "
+                                            "loaded, a head for other classes is new (model.init_from)."),
     out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in an existing --out directory (its "
@@ -58,7 +61,7 @@ def train(
 
     named = dict(model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                  loss=loss, dropout=dropout, weight_decay=weight_decay, patience=patience, device=device,
-                 seed=seed, out=out, pretrained=pretrained)
+                 seed=seed, out=out, pretrained=pretrained, init_from=init_from)
     if resume is not None and config is not None:
         raise ConfigError("--resume continues with the checkpoint's own config; do not pass a CONFIG file too")
     cfg = None if resume is not None else resolve(config, set_, named)

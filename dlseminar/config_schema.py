@@ -47,6 +47,11 @@ def _frac(v):
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
+def _freeze(v):
+    ok = v in ("none", "backbone") or (v.isascii() and v.isdigit())
+    return None if ok else "must be none, backbone or a number N >= 0 of stages (the first N are frozen)"
+
+
 def _seed(v):
     return None if 0 <= v <= SEED_MAX else f"must be in 0 .. {SEED_MAX} (2**32 - 1, what NumPy accepts)"
 
@@ -90,6 +95,10 @@ SCHEMA: dict[str, Key] = {
     "model.stem": Key("auto", "str", "image models: imagenet (original first layers) | small (for 8-64 px inputs) | auto (small below 128 px)", choices=("auto", "imagenet", "small")),
     "model.pretrained": Key(False, "bool", "image models: start from torchvision's ImageNet weights (only if already in the local torch hub cache)"),
     "model.aux": Key(True, "bool", "googlenet: train with the two auxiliary classifiers (the lesson's three heads)"),
+    "model.init_from": Key(None, "str?", "fine-tuning: start from the weights of a dlseminar checkpoint (RUN/best.pt): every layer whose names and shapes match is loaded, the others (a head for another number of classes) stay as built; a --resume, eval and predict take the weights of their own checkpoint instead",
+                           path=True),
+    "model.freeze": Key("none", "str", "fine-tuning: none | backbone (every layer but the head: fc, classifier, head or a Sequential's last layer) | N (the first N stages, e.g. resnet's stem, layer1, ..); frozen weights do not train and frozen batch norm keeps its running statistics (eval mode)",
+                        _freeze),
     "model.init": Key("default", "str", "weight init: default (PyTorch's / torchvision's own; a classifying perceptron's: zeros) | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal | zeros",
                       choices=("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros")),
     "model.depth": Key(4, "int", "unet: number of 2x2 down/up-sampling levels (inputs are padded to a multiple of 2**depth)", _ge1),
@@ -142,6 +151,7 @@ SCHEMA: dict[str, Key] = {
     "train.on_nan": Key("stop", "str", "a non-finite loss or gradient: stop the run (keeping the last good checkpoint) or skip that step and count it",
                         choices=("stop", "skip")),
     "train.deterministic": Key(False, "bool", "deterministic kernels only (torch.use_deterministic_algorithms; cuDNN benchmark off): bit-identical reruns on GPU too, sometimes slower"),
+    "train.unfreeze_at": Key(None, "int?", "fine-tuning: from this epoch on every layer trains (model.freeze holds before it: the head first, then all); null or 0: never", _ge0),
     "train.grad_clip": Key(0.0, "float", "clip the gradient norm to this value (0: off)", _ge0),
     "train.accumulate": Key(1, "int", "gradient accumulation: one optimizer step every N batches (loss / N; the lr schedule counts optimizer steps)", _ge1),
     "train.precision": Key("32", "str", "32 (float32) | bf16 (autocast; CPUs with bf16 instructions, recent GPUs) | 16 (fp16 autocast + GradScaler; for GPUs)",
@@ -167,6 +177,7 @@ SCHEMA: dict[str, Key] = {
     "optim.alpha": Key(0.99, "float", "smoothing constant of the squared-gradient average", _frac),
     "optim.eps": Key(1e-8, "float", "term added to denominators for numerical stability", _gt0),
     "optim.weight_decay": Key(0.0, "float", "weight decay applied by the optimizer", _ge0),
+    "optim.backbone_lr_mult": Key(1.0, "float", "fine-tuning: every layer but the head learns at optim.lr times this (two parameter groups; the lr schedule keeps the ratio)", _gt0),
     # --- learning-rate schedule
     "sched.name": Key("none", "str", "learning-rate schedule"),
     "sched.warmup_epochs": Key(0.0, "float", "linear warm-up from 0 to lr over this many epochs", _ge0),
@@ -201,7 +212,7 @@ CLI_KEYS = {
     "batch_size": "train.batch_size", "lr": "optim.lr", "optimizer": "optim.name",
     "loss": "loss.name", "dropout": "model.dropout", "weight_decay": "optim.weight_decay",
     "patience": "early_stop.patience", "device": "device", "seed": "seed", "out": "out",
-    "pretrained": "model.pretrained",
+    "pretrained": "model.pretrained", "init_from": "model.init_from",
 }
 
 

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from .. import finetune
 from ..registry import OPTIMIZERS, SCHEDULES
 
 
@@ -52,8 +53,9 @@ def adagrad(params, lr, weight_decay, eps, **_):
 
 
 def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """cfg's optimizer over every parameter, frozen ones too (finetune.param_groups: a smaller lr for the backbone)."""
     entry = OPTIMIZERS.get(cfg["optim.name"])
-    return entry.fn(model.parameters(), **cfg.section("optim"))
+    return entry.fn(finetune.param_groups(model, cfg), **cfg.section("optim"))
 
 
 # --- learning-rate schedules: factor(epoch, progress, **keys) with the epoch as a float and

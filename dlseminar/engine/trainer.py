@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .. import finetune
 from ..errors import Interrupted
 from . import amp
 from . import distributed
@@ -97,6 +98,7 @@ class Trainer(CheckpointPolicy):
         dist, signals, watchers = self.dist, self.signals, self._step_observers
         log_step = self._steps.write if self._steps is not None else None
         self.net.train()
+        finetune.apply(self.model, self.cfg, s.epoch + 1)  # model.freeze until train.unfreeze_at (frozen BN: eval)
         acc, count = float(s.partial_loss[0]), s.partial_loss[1]  # a Python float64: summed in step order
         group = Group()
         for i, batch in enumerate(loader):

@@ -21,5 +21,6 @@ def build_model(cfg, in_shape, num_outputs, output_kind):
         fits = [e.name for e in MODELS.entries() if output_kind in e.meta.get("outputs", PLAIN)]
         raise ConfigError(f"model {entry.name!r} gives {' or '.join(gives)}, but this dataset's task needs "
                           f"{output_kind}; models that do: {', '.join(fits[:8])}{', ...' if len(fits) > 8 else ''}")
-    return call_builder(entry, cfg, "model", in_shape=tuple(in_shape), num_outputs=num_outputs,
-                        output_kind=output_kind)
+    # init_from and freeze are read by finetune.py after the model is built, not by the builders
+    return call_builder(entry, cfg, "model", common=("name", "init_from", "freeze"), in_shape=tuple(in_shape),
+                        num_outputs=num_outputs, output_kind=output_kind)
