@@ -82,6 +82,13 @@ def decision_boundary(path: Path, model, task, data, device, steps: int = 200) -
             X, y = raw[split]
             ax.scatter(X[:, 0], X[:, 1], c=y, cmap=cmap, vmin=0, vmax=max(k - 1, 1), marker=marker, s=14,
                        edgecolors="k" if marker == "o" else None, linewidths=0.3, label=split)
+    truth = data.info.true_weights
+    if truth and len(truth.get("w", ())) == 2 and truth["w"][1]:  # generated data: the line that made the classes
+        w0, (w1, w2) = truth["w0"], truth["w"]
+        xs = torch.tensor([float(xx.min()), float(xx.max())])
+        ax.plot(xs, -(w0 + w1 * xs) / w2, color="green", linestyle="--", linewidth=1.5,
+                label=f"true line {w0:g} + {w1:g}·x1 + {w2:g}·x2 = 0")
+        ax.set_ylim(float(yy.min()), float(yy.max()))
     names = data.info.feature_names or ["x1", "x2"]
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
