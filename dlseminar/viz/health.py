@@ -1,4 +1,5 @@
-"""plots/health.png (train.health): gradient norms by depth, dead ReLUs, near-zero weights, histograms."""
+"""plots/health.png (train.health): gradient norms by depth, dead ReLUs, near-zero weights, histograms;
+plots/bn.png: the pre-activations' distribution over training, before and after batch norm."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,3 +73,67 @@ def health(path: Path, h: dict, summary: RunSummary | None = None) -> None:
         fig.suptitle(f"{summary.name or ''}: training health", fontsize=10)
     fig.tight_layout()
     save(fig, path)
+
+
+BN_LAYERS = 4  # layers drawn in plots/bn.png, spread from the first to the last
+
+
+def batch_norm(path: Path, h: dict, summary: RunSummary | None = None) -> bool:
+    """plots/bn.png: the distribution of the pre-activations of a few layers epoch by epoch, as bands of
+    the health observer's quantiles (1-99 %, 5-95 %, 25-75 %, the median). With batch norm, one row before
+    it and one after (the "unnormalised / normalised" slide); without, the raw pre-activations, which
+    drift as the weights below them change. False (nothing drawn) when the summary has none."""
+    layers, epochs = h.get("preact_layers") or [], h.get("epochs") or []
+    if not layers or not epochs:
+        return False
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    bn = bool(h.get("preact_batch_norm"))
+    show = layers if len(layers) <= BN_LAYERS else [layers[round(i * (len(layers) - 1) / (BN_LAYERS - 1))]
+                                                    for i in range(BN_LAYERS)]
+    rows = [("preact_raw", "before batch norm" if bn else "pre-activation (no batch norm)")]
+    if bn:
+        rows.append(("preact_bn", "after batch norm"))
+    fig, axes = plt.subplots(len(rows), len(show), figsize=(3.4 * len(show) + 0.6, 3.0 * len(rows) + 0.8),
+                             squeeze=False)
+    qs = h["preact_quantiles"]
+    for r, (key, what) in enumerate(rows):
+        for c, name in enumerate(show):
+            ax = axes[r][c]
+            series = [(e, q) for e, q in zip(epochs, h[key][name]) if q is not None]
+            _bands(ax, [e for e, _ in series], [q for _, q in series], qs, legend=(r, c) == (0, 0))
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_title(f"{name}: {what}", fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if r == len(rows) - 1:
+                ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("pre-activation value")
+    more = f" ({len(show)} of {len(layers)} layers)" if len(show) < len(layers) else ""
+    title = (f"{summary.name or ''}: " if summary is not None else "") + (
+        "pre-activations before and after batch norm" if bn else "pre-activations of a net without batch norm")
+    fig.suptitle(f"{title}{more}\nquantiles over the {h.get('probe_samples', '?')} probe samples, all units, "
+                 f"after each epoch (eval mode)", fontsize=10)
+    fig.tight_layout()
+    save(fig, path)
+    return True
+
+
+def _bands(ax, epochs: list, quantiles: list, qs: list, legend: bool) -> None:
+    """Shaded bands between symmetric quantile pairs (outermost palest) and the median as a line."""
+    if not epochs:
+        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+        return
+    columns = list(zip(*quantiles))  # one list per quantile, over the epochs
+    for i in range(len(qs) // 2):
+        lo, hi = columns[i], columns[len(qs) - 1 - i]
+        if len(epochs) == 1:  # a band needs two epochs: one epoch is a bar
+            ax.vlines(epochs, lo, hi, color="tab:blue", alpha=0.15 + 0.2 * i, lw=8 + 6 * i)
+            continue
+        ax.fill_between(epochs, lo, hi, color="tab:blue", alpha=0.15 + 0.2 * i, lw=0,
+                        label=f"{qs[i]:.0%}-{qs[len(qs) - 1 - i]:.0%}" if legend else None)
+    if len(qs) % 2:
+        ax.plot(epochs, columns[len(qs) // 2], color="tab:blue", lw=1.6, label="median" if legend else None)
+    if legend:
+        ax.legend(fontsize=7, loc="upper left")

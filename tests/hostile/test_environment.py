@@ -113,7 +113,7 @@ def test_matplotlib_backend_nonsense_still_draws(dlsem, root):
     """matplotlib raises at import on an unknown MPLBACKEND: the plots are files (Agg) whatever it says."""
     hostile(dlsem, root, "train", "c.yaml", "--out", "r", *PLOTS, rc=0, env={"MPLBACKEND": "nonsense"}, real=True)
     assert sorted(p.name for p in (root / "r" / "plots").iterdir()) == ["confusion_matrix.png", "curves.png",
-                                                                        "decision_boundary.png"]
+                                                                        "decision_boundary.png", "network.png"]
 
 
 def test_matplotlib_config_dir_a_file_still_draws(dlsem, root, monkeypatch):

@@ -122,6 +122,7 @@ class Classification(Task):
 
     def plots(self, folder, model, data, device):
         from ...boundary import decision_boundary
+        from ...viz.network import network
         from . import plots
 
         written = []
@@ -137,6 +138,8 @@ class Classification(Task):
         if data.info.in_shape == (2,):
             decision_boundary(folder / "decision_boundary.png", model, self, data, device)
             written.append("decision_boundary.png")
+            if network(folder / "network.png", model, data, device, probs=self.probs):  # MLPs and perceptrons
+                written.append("network.png")
         if len(data.info.in_shape) == 3:
             if plots.mistakes(folder / "mistakes.png", X, y, pred, self.info.class_names, data.stats):
                 written.append("mistakes.png")
@@ -151,14 +154,27 @@ class Classification(Task):
         top = output.topk(min(top_k, output.shape[0]))
         return {"top": [{"class": self.info.class_names[int(i)], "prob": float(p)} for p, i in zip(top.values, top.indices)]}
 
-    def write_prediction(self, folder, index, stem, x, output, result, data):
+    def write_prediction(self, folder, index, stem, x, output, result, data, cam=None):
+        """The annotated image; with cam (a Grad-CAM heatmap (H, W) for the top class, its feature map's
+        name) also <index>_<stem>_cam.png: the image beside the heatmap over it."""
         from pathlib import Path
 
         from . import plots
 
         name = f"{index:04d}_{Path(result['image']).stem}.png"
-        plots.annotated(folder / name, x, result, float(data.stats.get("scale", 255.0)))
-        return {"annotated": str(folder / name)}
+        scale = float(data.stats.get("scale", 255.0))
+        plots.annotated(folder / name, x, result, scale)
+        written = {"annotated": str(folder / name)}
+        if cam is not None:
+            from ...viz.cam import overlay
+
+            heat, layer = cam
+            top = result["top"][0]
+            cam_name = name.replace(".png", "_cam.png")
+            title = f"Grad-CAM of {top['class']} ({top['prob']:.2f}) at layer {layer}"
+            overlay(folder / cam_name, x, heat, title, scale)
+            written["cam"] = str(folder / cam_name)
+        return written
 
     def prediction_table(self, results):
         header = ["image", *[f"#{i + 1}" for i in range(len(results[0]["top"]))]]
