@@ -30,6 +30,7 @@ import torch
 
 from .config import SCHEMA, Config
 from . import io
+from .engine.penalty import plain_step
 from .errors import ConfigError
 
 BETA = 0.9  # smoothing of the loss (see the module docstring)
@@ -129,11 +130,7 @@ def _run(model, task, optimizer, loader, start, end, steps, penalty, grad_clip, 
         if smooth > DIVERGE * best:
             r.stop_reason = f"the smoothed loss passed {DIVERGE:g}x its minimum at lr {lr:.3g} (step {i + 1}): diverging"
             return
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        plain_step(optimizer, loss, model, grad_clip)
     r.stop_reason = f"reached the last step ({steps}, lr {end:g})"
 
 

@@ -29,7 +29,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from . import io
 from .config import Config, check_known, parse_set
-from .engine.penalty import penalty_weights, weight_penalty
+from .engine.penalty import penalty_weights, plain_step, weight_penalty
 from .errors import ConfigError
 from .registry import OPTIMIZERS, SCHEDULES, suggest
 
@@ -134,11 +134,7 @@ def train_path(setup, cfg: Config, start: dict, params: list, budget: int) -> Tr
             stopped = not math.isfinite(value) or value > DIVERGE * abs(first)
             if stopped:
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
+            plain_step(opt, loss, model, clip)
             if sched.per_step:
                 sched.step()
             steps += 1

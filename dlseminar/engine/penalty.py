@@ -1,7 +1,8 @@
-"""The L1/L2 weight penalty (loss.l1, loss.l2) added to each step's loss.
+"""The L1/L2 weight penalty (loss.l1, loss.l2) added to each step's loss, and the plain optimizer step
+of the loops outside the Trainer.
 
-One definition for the Trainer and the learning-rate range test, so that both optimise the
-same objective; the float arithmetic is the order the Trainer has always used.
+One definition for the Trainer, the learning-rate range test and the loss-surface paths, so that all
+optimise the same objective; the float arithmetic is the order the Trainer has always used.
 """
 from __future__ import annotations
 
@@ -21,3 +22,13 @@ def weight_penalty(weights, l1: float, l2: float) -> torch.Tensor | float:
     if l2:
         total = total + l2 * sum(w.pow(2).sum() for w in weights)
     return total
+
+
+def plain_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, clip: float | None) -> None:
+    """One step without accumulation, AMP or DDP (lr-find and surface paths; the Trainer's is step.py):
+    gradients of `loss`, clipped to norm `clip` when set, then the optimizer's update."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
