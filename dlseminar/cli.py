@@ -127,6 +127,10 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", help="Write here an annotated image per input (classifiers) "
                                        "or <stem>_mask.png and <stem>_overlay.png (segmentation)."),
     features: bool = typer.Option(False, "--features", help="With --out: feature maps of a few conv layers for the first image."),
+    cam: bool = typer.Option(False, "--cam", help="With --out: a Grad-CAM heatmap of each image for its predicted class "
+                             "(<n>_<stem>_cam.png; classifiers)."),
+    hierarchy: bool = typer.Option(False, "--hierarchy", help="With --out: features_hierarchy.png, the training patches "
+                                   "that most excite filters of an early, a middle and a late conv layer."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files of the same name in --out "
                                    "(never an input image or the checkpoint)."),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", min=0.0, max=1.0,
@@ -140,11 +144,19 @@ def predict(
 
     if score_threshold is not None:
         set_ = [*set_, f"model.score_thresh={score_threshold}"]
+    if hierarchy and out is None:
+        from .errors import ConfigError
+
+        raise ConfigError("--hierarchy writes features_hierarchy.png: give --out DIR")
 
     results, X, setup = inference.predict_images(str(ckpt), [str(i) for i in images], top_k, set_, out=out,
-                                                 overwrite=overwrite, features=features)
+                                                 overwrite=overwrite, features=features, cam=cam)
     for f in results[0].get("features", []) if results else []:
         print(f"feature maps: {f}", file=sys.stderr)
+    for r in results if cam else []:
+        print(f"Grad-CAM: {r['cam']}", file=sys.stderr)
+    if hierarchy:
+        print(f"feature hierarchy: {inference.feature_hierarchy(str(ckpt), out, set_, overwrite)}", file=sys.stderr)
     if json_:
         print(json.dumps(results))
         return
@@ -242,19 +254,19 @@ def _layers(name: str, shape, classes: int, sets):
 
     from . import memory
     from .errors import UserError
-    from .models.summary import layer_table
+    from .models.summary import structure
 
     try:
         with torch.device("meta"):
             model = _build(name, shape, classes, sets)
-            return model, layer_table(model, shape)
+            return model, structure(model, shape)
     except UserError:
         raise
     except Exception:  # e.g. torch.nonzero has no meta kernel
         pass
     memory.check_bytes(4 * math.prod(shape), f"an input of {'x'.join(map(str, shape))}", "use a smaller --input")
     model = _build(name, shape, classes, sets)
-    return model, layer_table(model, shape)
+    return model, structure(model, shape)
 
 
 @models_app.command("show", cls=Command)
@@ -263,8 +275,12 @@ def models_show(
     input_: str = typer.Option("3x32x32", "--input", help=INPUT_HELP),
     classes: int = typer.Option(10, "--classes", min=1, help="Number of outputs."),
     set_: List[str] = typer.Option([], "--set", help="model.* keys, e.g. --set model.widths=[8,16]"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw a block diagram of the model to this .png file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot file."),
 ):
-    """Layer table of one model: layer, output shape, parameters."""
+    """Layer table of one model: layer, output shape, parameters, each conv's fully connected equivalent,
+    and the structure (residual additions, skip concatenations, auxiliary heads)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .catalog import load_all
@@ -274,13 +290,20 @@ def models_show(
     load_all()
     shape = _shape(input_)
     model, rows = _layers(name, shape, classes, set_)
-    t = Table("layer", "type", "output shape", "params", title=f"{name} @ {input_}")
-    for layer, kind, out_shape, params in rows:
-        t.add_row(layer, kind, "x".join(map(str, out_shape)), f"{params:,}")
+    t = Table("layer", "type", "output shape", "FC equivalent", "params", "structure", title=f"{name} @ {input_}")
+    for r in rows:
+        t.add_row(r.layer, r.kind, "x".join(map(str, r.shape)), "" if r.dense is None else f"{r.dense:,}",
+                  f"{r.params:,}", escape(r.note))
     total = sum(p.numel() for p in model.parameters())
     c = console()
     c.print(t)
     c.print(f"total parameters: {total:,}  —  {MODELS.get(name).doc}")
+    if any(r.dense is not None for r in rows):
+        c.print("FC equivalent: the parameters of a fully connected layer from the conv's input size to its output size")
+    if plot is not None:
+        from .viz.diagram import plot as draw
+
+        c.print(f"block diagram: {draw(plot, rows, f'{name} @ {input_}: {total:,} parameters', overwrite)}")
     for line in getattr(model, "describe", lambda: [])():  # models with stages to explain (detectors)
         c.print(line, highlight=False)
 

@@ -94,16 +94,19 @@ def _keys_changed(saved_config: dict, cfg: Config, prefixes: tuple[str, ...]) ->
 
 
 def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None = None, overwrite: bool = False,
-                   features: bool = False):
+                   features: bool = False, cam: bool = False):
     """The task's prediction for each image file (any size/mode): a classifier's top-k classes
     (inputs resized to the model's), a segmentation model's class mask (each image at its own
     size). With `out`, the task also writes its files there (annotated images, masks) and, with
-    `features`, feature maps of the first image (their paths in the first result's "features").
+    `features`, feature maps of the first image (their paths in the first result's "features");
+    with `cam` (classifiers, needs `out`) a Grad-CAM heatmap of each image for its predicted class.
 
     The files are written all or none (io.staged): an existing file of the same name is refused
     unless `overwrite`, and an input image or the checkpoint never, even when `out` is their folder."""
     from .datasets.imageio import image_files, load_image
 
+    if cam and out is None:
+        raise ConfigError("--cam writes a heatmap image per input: give --out DIR")
     saved, setup = load_for_inference(path, sets, load_data=False)  # new files need no dataset
     info, task = setup.data.info, setup.task
     if len(info.in_shape) != 3 or not task.predicts_images:
@@ -123,14 +126,18 @@ def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None 
     results: list[dict] = []
     staging = io.staged(out, overwrite=overwrite, inputs=read) if out is not None else contextlib.nullcontext()
     with staging as stage:
-        with torch.inference_mode():
-            for xb in batches:
-                for o in task.predict(setup.model, transform(xb.to(setup.device))).cpu():
-                    i = len(results)
-                    r = {"image": str(files[i]), **task.describe(o, top_k)}
-                    if stage is not None:
-                        r.update(task.write_prediction(stage, i, stems[i], X[i], o, r, setup.data))
-                    results.append(r)
+        for xb in batches:
+            xb = transform(xb.to(setup.device))
+            with torch.inference_mode():
+                outputs = task.predict(setup.model, xb).cpu()
+            heat = _grad_cams(setup.model, xb, outputs) if cam else None
+            for j, o in enumerate(outputs):
+                i = len(results)
+                r = {"image": str(files[i]), **task.describe(o, top_k)}
+                if stage is not None:
+                    extra = {"cam": (heat[0][j], heat[1])} if heat is not None else {}
+                    r.update(task.write_prediction(stage, i, stems[i], X[i], o, r, setup.data, **extra))
+                results.append(r)
         if stage is not None and features and results:
             from .viz.features import feature_maps
 
@@ -146,6 +153,15 @@ def predict_images(path: str, inputs, top_k: int = 5, sets=(), out: Path | None 
     return results, X, setup
 
 
+def _grad_cams(model, x: torch.Tensor, probs: torch.Tensor, batch: int = 32) -> tuple[torch.Tensor, str]:
+    """Grad-CAM heatmaps (B, H, W) of a classifier's batch for its predicted classes, and the feature map's
+    name; a model that does not give one score per class (segmentation, detection) is refused by grad_cam."""
+    from .viz.cam import grad_cam
+
+    maps = [grad_cam(model, xb, pb.argmax(1)) for xb, pb in zip(x.split(batch), probs.split(batch))]
+    return torch.cat([m for m, _ in maps]), maps[0][1]
+
+
 def _unique_stems(files) -> list[str]:
     """File stems for output names; a repeated stem (a/x.png, b/x.jpg) gets -2, -3, ..."""
     seen: dict[str, int] = {}
@@ -154,3 +170,17 @@ def _unique_stems(files) -> list[str]:
         seen[f.stem] = seen.get(f.stem, 0) + 1
         out.append(f.stem if seen[f.stem] == 1 else f"{f.stem}-{seen[f.stem]}")
     return out
+
+
+def feature_hierarchy(path: str, out: Path, sets=(), overwrite: bool = False) -> Path:
+    """`dlsem predict --hierarchy`: out/features_hierarchy.png, the training patches that most excite
+    filters of an early, a middle and a late conv layer of a checkpoint's model (image data)."""
+    from .viz.hierarchy import hierarchy
+
+    read = [(path, "the checkpoint being read")]
+    io.check_dir(out, own=True, allow_run=True, inputs=read)
+    saved, setup = load_for_inference(path, sets)  # its training images are what the filters are shown on
+    with io.staged(out, overwrite=overwrite, inputs=read) as stage:
+        if not hierarchy(stage / "features_hierarchy.png", setup.model, setup.data, setup.device):
+            raise ConfigError(f"{path!r} is not a conv net on a tensor of images: the feature hierarchy needs one")
+    return Path(out) / "features_hierarchy.png"

@@ -86,13 +86,17 @@ class Task:
         """Data loss (before penalties) of one batch, and how many samples it held.
 
         A model with auxiliary heads (GoogLeNet) returns (main, aux1, aux2) in training;
-        their losses are added with weight loss.aux_weight (0.3 in the paper).
+        their losses are added with weight loss.aux_weight (0.3 in the paper), and both parts
+        are kept for train_logs(): the main head's loss and the heads' mean auxiliary loss.
         """
         x, y = batch
         out = model(x)
         if isinstance(out, (tuple, list)):
             main, *aux = out
-            return self.loss(main, y) + self.aux_weight * sum(self.loss(a, y) for a in aux), len(y)
+            main_loss, aux_sum = self.loss(main, y), sum(self.loss(a, y) for a in aux)
+            parts = self.__dict__.setdefault("_aux_parts", [])  # per batch: ((main, aux mean), samples)
+            parts.append((torch.stack([main_loss.detach(), aux_sum.detach() / len(aux)]).float(), len(y)))
+            return main_loss + self.aux_weight * aux_sum, len(y)
         return self.loss(out, y), len(y)
 
     def eval_step(self, model, batch, metrics) -> None:
@@ -112,8 +116,19 @@ class Task:
 
     def train_logs(self) -> dict[str, float]:
         """Extra per-epoch training numbers (e.g. a detector's loss parts), called by the Trainer after
-        each training epoch; logged as train/<key>. The task resets what it accumulated."""
-        return {}
+        each training epoch; logged as train/<key>. The task resets what it accumulated.
+
+        With auxiliary heads: main_loss and aux_loss (the heads' mean, unweighted), each the mean over
+        the epoch's samples of its finite batches (one host sync); train/loss = main_loss +
+        loss.aux_weight x heads x aux_loss."""
+        parts = self.__dict__.pop("_aux_parts", [])
+        if not parts:
+            return {}
+        values = torch.stack([v for v, _ in parts]).double().cpu()  # (batches, 2)
+        n = torch.tensor([k for _, k in parts], dtype=torch.float64)[:, None].expand_as(values)
+        ok = values.isfinite()  # a skipped non-finite batch (train.on_nan: skip) does not spoil the epoch's mean
+        means = (values.where(ok, 0) * n).sum(0) / (n * ok).sum(0)
+        return {"main_loss": float(means[0]), "aux_loss": float(means[1])}
 
     def plots(self, folder, model, data, device) -> list[str]:
         """Write the task's own plots into `folder`; return their file names."""

@@ -25,16 +25,19 @@ def feature_maps(folder: Path, model, x: torch.Tensor, max_layers: int = 4, max_
     for h in hooks:
         h.remove()
     written = []
-    for n, _ in chosen:
+    for n, conv in chosen:
         a = acts[n][0][:max_maps]  # (maps, h, w)
         cols = min(8, len(a))
         rows = (len(a) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows + 0.4), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.3 * rows + 0.5), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
-        for ax, fm in zip(axes.flat, a):
+        for f, (ax, fm) in enumerate(zip(axes.flat, a)):
             ax.imshow(fm.numpy(), cmap="viridis", interpolation="nearest")
-        fig.suptitle(f"{n}: {tuple(acts[n].shape[1:])}", fontsize=8)
+            ax.set_title(f"{n} #{f}", fontsize=6)  # the layer's name in the model, and the filter
+        k = "x".join(map(str, conv.kernel_size))
+        fig.suptitle(f"layer {n} (Conv2d {conv.in_channels}->{conv.out_channels}, {k}): output "
+                     f"{'x'.join(map(str, acts[n].shape[1:]))}, first {len(a)} maps", fontsize=8)
         fig.tight_layout()
         name = f"features_{n.replace('.', '_') or 'conv'}.png"
         save(fig, folder / name)
