@@ -177,7 +177,8 @@ def parse_set(item: str) -> tuple[str, Any]:
     except (strict_yaml.Refused, yaml.YAMLError, ValueError, OverflowError) as e:
         value = text  # not YAML (or a date-like string): the text itself
         problem = str(e) if isinstance(e, strict_yaml.Refused) else getattr(e, "problem", None)
-    if _looks_structured(text) and not isinstance(value, (list, dict)) and text[:1] not in "'\"":
+    # an unknown key is the first thing to say (its value is checked once the key is known to take one)
+    if key in SCHEMA and _looks_structured(text) and not isinstance(value, (list, dict)) and text[:1] not in "'\"":
         raise ConfigError(f"--set {_clip(key, 60)}={_clip(text, 60)}: not a valid list or mapping"
                           f"{f' ({problem})' if problem else ''}; write e.g. [8, 16], or quote text: {_clip(key, 60)}='...'")
     spec = SCHEMA.get(key)
