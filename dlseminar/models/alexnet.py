@@ -21,7 +21,6 @@ stems; the small stem's conv1 and classifier, and the head, stay freshly initial
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from ..registry import MODELS
@@ -42,6 +41,8 @@ def _small_head(num_outputs: int, dropout: float) -> nn.Sequential:
 @MODELS.register("alexnet", backbone="features")
 def alexnet(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, init="default"):
     """AlexNet (torchvision); stem small: 3x3 conv1, fewer pools, 512-wide classifier."""
+    import torchvision  # here, not at the top: a run whose model does not need torchvision never imports it
+
     c, h, w = image_shape(in_shape, "alexnet")
     stem = resolve_stem(stem, (c, h, w))
     p = dropout if dropout > 0 else 0.5

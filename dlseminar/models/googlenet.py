@@ -20,56 +20,25 @@ before any pretrained weights are copied in.
 With model.pretrained (local cache only, see pretrained.py) the small stem's conv1 and the
 heads (unless num_outputs is 1000) stay freshly initialised; torchvision's auxiliary heads
 were never pretrained either.
+The network class (a torchvision subclass) is in inception.py, imported only when one is built.
 """
 from __future__ import annotations
-
-import torch
-import torchvision
-from torch import nn
-from torchvision.models.googlenet import BasicConv2d
 
 from ..registry import MODELS
 from .layers import init_weights
 from .pretrained import check_input, image_shape, load_pretrained, resolve_stem
 
 
-class GoogLeNet(torchvision.models.GoogLeNet):
-    """torchvision's GoogLeNet returning a plain (main, aux1, aux2) tuple when training with aux heads."""
-
-    def forward(self, x: torch.Tensor):
-        x = self._transform_input(x)
-        x, aux2, aux1 = self._forward(x)  # torchvision's order: main, head after 4d, head after 4a
-        if self.training and self.aux_logits:
-            return x, aux1, aux2
-        return x
-
-
-def _trunc_normal_init(module: nn.Module) -> None:
-    """torchvision's GoogLeNet init for a replaced block."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
 @MODELS.register("googlenet")
 def googlenet(in_shape, num_outputs, output_kind, dropout=0.0, stem="auto", pretrained=False, aux=True,
               init="default"):
     """GoogLeNet / Inception v1 (torchvision) with its two auxiliary heads in training (model.aux)."""
+    from .inception import network  # torchvision loads only when a googlenet is built
+
     c, h, w = image_shape(in_shape, "googlenet")
     stem = resolve_stem(stem, (c, h, w))
-    model = GoogLeNet(num_classes=num_outputs, aux_logits=aux, transform_input=pretrained and c == 3,
-                      init_weights=True, dropout=dropout if dropout > 0 else 0.2)
-    if stem == "small":
-        model.conv1 = BasicConv2d(c, 64, kernel_size=3, stride=1, padding=1)
-        model.maxpool1 = nn.Identity()
-        model.maxpool2 = nn.Identity()  # (B, 192, H, W) enters inception3a
-        _trunc_normal_init(model.conv1)
-    elif c != 3:
-        model.conv1 = BasicConv2d(c, 64, kernel_size=7, stride=2, padding=3)
-        _trunc_normal_init(model.conv1)
+    model = network(c, stem, num_outputs, aux, transform_input=pretrained and c == 3,
+                    dropout=dropout if dropout > 0 else 0.2)
     check_input(model, (c, h, w), "googlenet", stem)
     init_weights(model, init)  # 'default' keeps torchvision's
     if pretrained:

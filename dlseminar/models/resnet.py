@@ -13,7 +13,6 @@ the fc head (unless num_outputs is 1000) stay freshly initialised; all else is I
 """
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 from ..registry import MODELS
@@ -22,6 +21,8 @@ from .pretrained import check_input, image_shape, load_pretrained, new_conv, res
 
 
 def _resnet(arch: str, in_shape, num_outputs: int, stem: str, pretrained: bool, init: str) -> nn.Module:
+    import torchvision  # here, not at the top: a run whose model does not need torchvision never imports it
+
     c, h, w = image_shape(in_shape, arch)
     stem = resolve_stem(stem, (c, h, w))
     model = torchvision.models.get_model(arch, weights=None, num_classes=num_outputs)

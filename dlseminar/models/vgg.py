@@ -21,7 +21,6 @@ stems; the small classifier and the last fc (unless num_outputs is 1000) stay fr
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from ..registry import MODELS
@@ -32,8 +31,10 @@ _CFG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}  # torchvision.m
 SMALL_HIDDEN = 512
 
 
-def _small_vgg(arch: str, num_outputs: int, dropout: float) -> torchvision.models.VGG:
+def _small_vgg(arch: str, num_outputs: int, dropout: float) -> nn.Module:
     """torchvision's VGG with the small classifier, never allocating the 120M-parameter one."""
+    import torchvision  # here, not at the top: a run whose model does not need torchvision never imports it
+
     vgg = torchvision.models.vgg
     features = vgg.make_layers(vgg.cfgs[_CFG[arch.removesuffix("_bn")]], batch_norm=arch.endswith("_bn"))
     # The 25088 -> 4096 classifier is thrown away, so create it on the meta device (no memory,
@@ -58,6 +59,8 @@ def _vgg(arch: str, in_shape, num_outputs: int, dropout: float, stem: str, pretr
     stem = resolve_stem(stem, (c, h, w))
     p = dropout if dropout > 0 else 0.5
     if stem == "imagenet":
+        import torchvision  # see _small_vgg
+
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_outputs, dropout=p)
     else:
         model = _small_vgg(arch, num_outputs, p)
