@@ -83,13 +83,21 @@ def run_row(run_dir: Path, record: dict | None = None) -> dict:
 
 
 def _score(row: dict, monitor: str | None) -> None:
+    """The row's validation figures, from the epoch whose weights the run kept and tested: its best epoch,
+    or its last one where early_stop.restore_best was off (a run is ranked on the model it hands over)."""
     s = row.get("summary") or RunSummary()
-    row["best"] = s.best.get(monitor, math.nan) if monitor else math.nan
+    at = s.best
+    row["epoch"] = s.best_epoch
+    history = row.get("history") or []
+    if s.restored_best is False and history:
+        at, row["epoch"] = history[-1], history[-1].get("epoch", s.epochs_run)
+    row["best"] = at.get(monitor, math.nan) if monitor else math.nan
     metric = monitor.split("/", 1)[-1] if monitor else None
     row["test"] = s.test.get(f"test/{metric}", math.nan) if metric else math.nan
-    main = row.get("main")  # the task's main metric where the monitor is another one: at the best epoch, and tested
-    row["main_best"] = s.best.get(main, math.nan) if main else math.nan
+    main = row.get("main")  # the task's main metric where the monitor is another one: at that epoch, and tested
+    row["main_best"] = at.get(main, math.nan) if main else math.nan
     row["main_test"] = s.test.get(f"test/{main.split('/', 1)[-1]}", math.nan) if main else math.nan
+    row["tie"] = at.get("val/loss")  # equal monitors: the lower validation loss ranks first
 
 
 def main_metric(rows: list[dict]) -> str | None:
@@ -152,7 +160,7 @@ def collect(dirs: list[Path], record: dict | None = None) -> list[dict]:
 
     def key(r):
         group = {"finished": 0, "diverged": 1}.get(r["status"], 2)
-        tie = (r.get("summary") or RunSummary()).best.get("val/loss")
+        tie = r.get("tie")
         return group, finite(r["best"], -1.0 if mode == "max" else 1.0), finite(tie), r["run"]
 
     rows.sort(key=key)

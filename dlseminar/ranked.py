@@ -34,7 +34,7 @@ def write_outputs(folder: Path, rows: list[dict], csv_name: str, keys: list[str]
     tests = sorted({k for r in rows for k in (r.get("summary") or RunSummary()).test})
     main = rows[0].get("main") if rows else None
     shares = any("near_zero" in r for r in rows)
-    header = ["rank", "run", "status", *keys, "monitor", "mode", "best", *([main] if main else []), "best_epoch",
+    header = ["rank", "run", "status", *keys, "monitor", "mode", "best", *([main] if main else []), "kept_epoch",
               "epochs_run", *tests, *(["near_zero_weights"] if shares else []), "diagnosis", "seconds", "stop_reason",
               "error", "dir"]
     with io.atomic_open(folder / csv_name, "w", newline="") as f:
@@ -43,7 +43,7 @@ def write_outputs(folder: Path, rows: list[dict], csv_name: str, keys: list[str]
         for r in rows:
             s = r.get("summary") or RunSummary()
             w.writerow([r["rank"], r["run"], r["status"], *[r["settings"].get(k, "") for k in keys], r["monitor"] or "",
-                        r["mode"], _cell(r["best"]), *([_cell(r["main_best"])] if main else []), s.best_epoch,
+                        r["mode"], _cell(r["best"]), *([_cell(r["main_best"])] if main else []), r.get("epoch"),
                         s.epochs_run, *[_cell(s.test.get(k)) for k in tests],
                         *([_cell(r.get("near_zero"))] if shares else []), diagnosis_of(s)[0], s.seconds,
                         r.get("stop_reason", ""), r["error"], r["dir"]])
@@ -80,14 +80,14 @@ def table(rows: list[dict], keys: list[str], title: str = "", names: bool = True
     notes = [_note(r) for r in rows]
     t = Table("#", *(["run"] if names or not keys else []), "status", *keys, f"{monitor or 'monitor'} {arrow}",
               f"test/{metric}", *([main, f"test/{main.split('/', 1)[-1]}"] if main else []), *zero,
-              "best epoch", "seconds", *(["note"] if any(notes) else []), title=title or None)
+              "kept epoch", "seconds", *(["note"] if any(notes) else []), title=title or None)
     for r, note in zip(rows, notes):
         s = r.get("summary")
         t.add_row(str(r["rank"]), *([escape(r["run"])] if names or not keys else []), status_markup(r["status"]),
                   *[escape(r["settings"].get(k, "")) for k in keys], _num(r["best"]), _num(r["test"]),
                   *([_num(r["main_best"]), _num(r["main_test"])] if main else []),
                   *([_share(r.get("near_zero"))] if shares else []),
-                  f"{s.best_epoch}/{s.epochs_run}" if s is not None else "",  # "12/30": epoch 12 of the 30 run
+                  f"{r.get('epoch')}/{s.epochs_run}" if s is not None else "",  # "12/30": epoch 12's weights, of 30 run
                   f"{s.seconds:.3g}" if s is not None and s.seconds is not None else "",
                   *([escape(note[:70])] if any(notes) else []))
     # the lines start with their verdict ("overfitting since epoch 12", "good fit: ..."): no column for the kind

@@ -99,7 +99,7 @@ def test_parallel_sweep_scores_like_the_sequential_one(swept, dlsem, tmp_path):
     r = dlsem("sweep", PLANE, *GRID, "--jobs", "2", "--out", "par")
     assert r.rc == 0, r
     seq, par = _csv(root / "sweep.csv"), _csv(tmp_path / "par" / "sweep.csv")
-    keep = ("rank", "run", "status", "best", "best_epoch", "epochs_run", "test/loss")
+    keep = ("rank", "run", "status", "best", "kept_epoch", "epochs_run", "test/loss")
     assert [{k: row[k] for k in keep} for row in par] == [{k: row[k] for k in keep} for row in seq]
     assert "train/loss" in (tmp_path / "par" / NAMES[0] / "train.log").read_text()  # the child's own output
 
@@ -224,7 +224,7 @@ def test_loss_monitored_l1_sweep_shows_accuracy_near_zero_weights_and_diagnoses(
         assert f"#{row['rank']} {row['run']}: {s['diagnosis']['line']}" in r.out.splitlines()
     assert float(rows["0.01"]["near_zero_weights"]) > float(rows["0"]["near_zero_weights"]) + 0.1  # L1's sparsity
     header = next(ln for ln in r.out.splitlines() if "val/loss ↓" in ln)
-    assert all(h in header for h in ("test/loss", "val/acc", "test/acc", "|w|<1e-3", "best epoch")), r.out
+    assert all(h in header for h in ("test/loss", "val/acc", "test/acc", "|w|<1e-3", "kept epoch")), r.out
 
 
 def test_compare_shows_the_main_metric_and_the_diagnoses_there_are(l1_swept, dlsem, tmp_path):
@@ -245,3 +245,18 @@ def test_compare_shows_the_main_metric_and_the_diagnoses_there_are(l1_swept, dls
     assert rows["plain"]["diagnosis"] == swept["loss.l1=0"]["diagnosis"] and rows["old"]["diagnosis"] == ""
     notes = [ln for ln in r.out.splitlines() if ln.startswith("#")]
     assert notes == [f"#{rows['plain']['rank']} plain: {read_summary(tmp_path / 'plain')['diagnosis']['line']}"], r.out
+
+
+def test_members_that_keep_their_last_weights_are_ranked_on_their_last_epoch(l1_swept):
+    """restore_best=false: each member hands over (and tests) its last epoch's weights, so its row's
+    monitor value and epoch are the last epoch's, not the best epoch's it did not keep."""
+    root, r = l1_swept
+    assert r.rc == 0, r
+    rows = _csv(root / "sweep.csv")
+    for row in rows:
+        last = metrics_rows(root / row["run"])[-1]
+        assert row["kept_epoch"] == row["epochs_run"] == last["epoch"]
+        assert float(row["best"]) == pytest.approx(float(last["val/loss"]), rel=1e-12)
+        assert float(row["val/acc"]) == pytest.approx(float(last["val/acc"]), rel=1e-12)
+    values = [float(row["best"]) for row in rows]
+    assert values == sorted(values)  # ranked by those values, lower loss first
