@@ -54,6 +54,12 @@ STILL_IMPROVING = 0.03
 # 2 classes: the true class at 0.986): a falling 0.0002 is no reason for more epochs.
 SOLVED = 0.02
 
+# a training loss that never fell below 99 % of the chance level: nothing learned at all. Two causes look the
+# same in the curves (a perceptron on circles; a deep sigmoid net without batch norm), so both are named
+STUCK_AT_CHANCE = 0.99
+STUCK = ("a model that cannot draw this data (a perceptron draws one line: hidden layers, model.hidden) or a "
+         "gradient that does not reach the weights (another optim.lr or sched.warmup_epochs, model.activation "
+         "relu, model.batch_norm: true; train.health: true shows each layer's gradient)")
 BIGGER = "a bigger model (more layers, or units in model.hidden for an mlp) or more epochs (train.epochs)"
 
 
@@ -165,6 +171,9 @@ def _underfitting(train, val, chance) -> Diagnosis | None:
     if chance:
         if last < UNDERFIT_OF_CHANCE * chance:
             return None
+        if min(train) >= STUCK_AT_CHANCE * chance:
+            return Diagnosis("underfitting", f"not learning: training loss at the chance level (~{chance:.3g}) in all "
+                                             f"{len(train)} epochs ({also}last {train[-1]:.3g}) -> {STUCK}")
         return Diagnosis("underfitting", f"underfitting: training loss still {train[-1]:.3g} at the last epoch "
                                          f"({also}chance level ~{chance:.3g}) -> {BIGGER}")
     if train[-1] < (1 - UNDERFIT_FALL) * train[0] or (val and val[-1] < (1 - UNDERFIT_FALL) * val[0]):

@@ -71,6 +71,19 @@ def test_underfitting_against_the_chance_level_of_cross_entropy():
     assert learned.kind != "underfitting"
 
 
+def test_a_loss_that_never_left_the_chance_level_is_not_learning_not_a_small_model():
+    chance = chance_loss("ce", 10)  # ln 10 = 2.303: the deep sigmoid MLP without batch norm on the digits
+    train = [2.32, 2.305, 2.303, 2.303, 2.302, 2.303]
+    d = diagnose(rows(train, [2.303] * 6), chance=chance)
+    assert d.kind == "underfitting"
+    assert d.line.startswith("not learning: training loss at the chance level (~2.3) in all 6 epochs")
+    assert "model.batch_norm" in d.line and "train.health" in d.line and "model.hidden" in d.line
+    assert "more epochs" not in d.line  # 30 more epochs at chance teach nothing
+    # 2 % below chance at one epoch: it learned something, and the usual advice stands
+    d = diagnose(rows([*train[:-1], 0.98 * chance], [2.303] * 6), chance=chance)
+    assert d.line.startswith("underfitting: training loss still") and "train.epochs" in d.line
+
+
 def test_underfitting_without_a_reference_is_a_training_loss_that_barely_fell():
     train = [300.0, 296, 294, 292, 291, 290, 289, 288]  # a regression MSE: -4 % in 8 epochs
     val = [305.0, 300, 298, 297, 296, 295, 295, 294]
@@ -190,14 +203,15 @@ def test_chance_loss():
 def test_every_config_key_the_advice_names_exists():
     verdicts = [diagnose(h, chance=c) for h, c in [
         (rows(TRAIN, VAL_TURN), None),
-        (rows([0.7, 0.69, 0.69, 0.69], [0.7] * 4), math.log(2)),
+        (rows([0.7, 0.69, 0.69, 0.69], [0.7] * 4), math.log(2)),  # not learning at all
+        (rows([0.7, 0.68, 0.675, 0.675], [0.7] * 4), math.log(2)),  # learning too little
         (rows(decay(1.0, 0.9, 10), decay(1.1, 0.9, 10)), None),
         (rows([0.7, math.nan]), None),
         (rows(TRAIN, ZIGZAG), None),
         (rows([0.5]), None),
         (rows(FLAT, FLAT), None),
     ]]
-    assert {d.kind for d in verdicts} == set(Kind.__args__)  # each verdict once
+    assert {d.kind for d in verdicts} == set(Kind.__args__)  # each verdict (underfitting's two lines)
     lines = [d.line for d in verdicts]
     named = {k for line in lines for k in re.findall(r"\b[a-z_]+\.[a-z_0-9]+\b", line)}
     assert named >= {"optim.lr", "optim.weight_decay", "loss.l2", "model.dropout", "early_stop.patience",
