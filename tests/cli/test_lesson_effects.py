@@ -100,3 +100,18 @@ def test_underfitting_recipe_stays_at_chance_until_the_model_grows(dlsem, tmp_pa
     assert _test(tmp_path / "line")[0] < 0.65
     acc, loss = _test(tmp_path / "mlp")  # the same data with hidden units: fitted
     assert acc > 0.95 and loss < 0.2
+
+
+def test_batch_norm_recipe_trains_the_deep_sigmoid_net_that_does_not_learn_without_it(dlsem, tmp_path):
+    """configs/digits_batchnorm.yaml, both sides of its sweep, 6 of its 30 epochs."""
+    args = ("train", CONFIGS / "digits_batchnorm.yaml", "--epochs", "6", "--set", "logging.plots=false")
+    assert dlsem(*args, "--out", "bn").rc == 0
+    assert dlsem(*args, "--set", "model.batch_norm=false", "--out", "plain").rc == 0
+    chance = math.log(10)
+    plain, bn = read_summary(tmp_path / "plain"), read_summary(tmp_path / "bn")
+    assert min(_curve(tmp_path / "plain", "train/loss")) > 0.99 * chance  # never left the chance level
+    assert plain["test"]["test/acc"] < 0.2 and plain["diagnosis"]["line"].startswith("not learning")
+    assert bn["test"]["test/acc"] > 0.8
+    # why: the first layer's gradient is lost on its way down without BN, and arrives with it
+    assert max(plain["health"]["first_to_last_grad"]) < 1e-3 < 0.1 < min(bn["health"]["first_to_last_grad"])
+    assert bn["health"]["preact_batch_norm"] and not plain["health"]["preact_batch_norm"]
