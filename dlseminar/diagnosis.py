@@ -59,7 +59,8 @@ SOLVED = 0.02
 STUCK_AT_CHANCE = 0.99
 STUCK = ("a model that cannot draw this data (a perceptron draws one line: hidden layers, model.hidden) or a "
          "gradient that does not reach the weights (another optim.lr or sched.warmup_epochs, model.activation "
-         "relu, model.batch_norm: true; train.health: true shows each layer's gradient)")
+         "relu, batch norm: model.batch_norm: true or a zoo model's _bn variant; train.health: true shows each "
+         "layer's gradient)")
 BIGGER = "a bigger model (more layers, or units in model.hidden for an mlp) or more epochs (train.epochs)"
 
 
