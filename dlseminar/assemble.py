@@ -15,7 +15,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from . import finetune, memory
+from . import collector, finetune, memory
 from .catalog import load_all
 from .config import Config
 from .data import Data, TensorLoader
@@ -106,6 +106,7 @@ def build(cfg: Config, stats=None, info=None, load_data: bool = True) -> Setup:
     memory.check_model(cfg, data.info.in_shape, task.num_outputs, task.output_kind, device)  # before one weight exists
     model = build_model(cfg, data.info.in_shape, task.num_outputs, task.output_kind).to(device)
     finetune.prepare(model, cfg, fresh=info is None)
+    collector.settle()  # everything loaded so far lives to the end: later collections skip it
     return Setup(cfg, data, task, model, device)
 
 

@@ -490,8 +490,9 @@ def main() -> None:
     import shlex
     import signal
 
-    from . import runlock, streams
+    from . import collector, runlock, streams
 
+    collector.hold()  # until the run's model is built (assemble.build): see collector.py
     args = sys.argv[1:] or ["--help"]
     streams.drop_bad_widths()  # COLUMNS=0 would blank every table and the help
     runlock.COMMAND = " ".join(["dlsem", *map(shlex.quote, args)])  # what a refused second process is told
@@ -507,6 +508,7 @@ def main() -> None:
             _run(args)
         finally:
             runlock.release_all()  # a sweep's directory; a run's is released when its training returns
+            collector.release()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
