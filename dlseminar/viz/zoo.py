@@ -25,32 +25,22 @@ def zoo(path: Path, rows: list[dict], described: dict) -> None:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})
     shown = [r for r in rows if r["flops"] and math.isfinite(r["val_acc"])]
     if shown:
-        biggest = max(r["params"] for r in shown) or 1
         cmap = plt.get_cmap("tab20")
-        xs, ys = [math.log10(r["flops"]) for r in shown], [r["val_acc"] for r in shown]
-        span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 0.1
-        placed: list[tuple[float, float]] = []
         for i, r in enumerate(shown):
             stuck = r.get("learned") is False  # hollow: at chance, nothing to compare but its size and cost
-            ax.scatter(r["flops"], r["val_acc"], s=30 + 800 * math.sqrt(r["params"] / biggest), alpha=0.6,
+            ax.scatter(r["flops"], r["val_acc"], s=_area(r, shown), alpha=0.6,
                        color="none" if stuck else cmap(i % cmap.N), edgecolor="gray" if stuck else "black",
                        linewidth=1.2 if stuck else 0.5, linestyle="--" if stuck else "-")
-            x, y = xs[i], ys[i]  # labels of points close together (often: several at chance) go one above another
-            k = sum(abs(px - x) / span_x < 0.18 and abs(py - y) / span_y < 0.04 for px, py in placed)
-            placed.append((x, y))
-            stuck = r.get("learned") is False
-            label = f"{r['model']} ({si(r['params'])})" + (f", not learned in {r['epochs_run']} epoch{'s' * (r['epochs_run'] != 1)}" if stuck else "")
-            ax.annotate(label, (r["flops"], r["val_acc"]), fontsize=8, color="dimgray" if stuck else "black",
-                        xytext=(6, 4 + 11 * k), textcoords="offset points",
-                        arrowprops=dict(arrowstyle="-", lw=0.5, color="gray") if k else None)
         ax.set_xscale("log")
+        ax.margins(x=0.08, y=0.15)
         if "chance" in described:
             ax.axhline(described["chance"], color="firebrick", linestyle=":", linewidth=1.2)
             ax.axhspan(described["chance"], described["learned_above"], color="firebrick", alpha=0.08, linewidth=0)
-            ax.annotate(f"chance {described['chance']:.2f} (below the band's top: not learned)",
-                        (0.01, described["chance"]), xycoords=("axes fraction", "data"), xytext=(0, -11),
-                        textcoords="offset points", fontsize=8, color="firebrick")
-        ax.margins(x=0.08, y=0.15)
+            n = shown[0]["epochs_run"]
+            ax.annotate(f"chance {described['chance']:.2f}; hollow, below the band's top: not learned in {n} "
+                        f"epoch{'s' * (n != 1)}", (0.01, described["chance"]), xycoords=("axes fraction", "data"),
+                        xytext=(0, -11), textcoords="offset points", fontsize=8, color="firebrick")
+        _labels(fig, ax, shown)
     else:
         ax.text(0.5, 0.5, "no finished member", ha="center", va="center", transform=ax.transAxes)
     shape = "x".join(map(str, described["in_shape"]))
@@ -74,3 +64,55 @@ def zoo(path: Path, rows: list[dict], described: dict) -> None:
                  f"{n} epoch{'s' if n != 1 else ''}" + (f"; not finished: {', '.join(failed)}" if failed else ""), fontsize=10)
     fig.tight_layout()
     save(fig, path)
+
+
+def _area(r: dict, shown: list[dict]) -> float:
+    """A marker's area in points^2: by the square root of its parameters, relative to the largest model's."""
+    biggest = max(m["params"] for m in shown) or 1
+    return 30 + 800 * math.sqrt(r["params"] / biggest)
+
+
+def _labels(fig, ax, shown: list[dict]) -> None:
+    """Each point's name and size next to it, where it covers no other marker and no label placed before:
+    right of the point, left, above or below its marker, then the same a line further up or down each
+    step, with a leader line once it is off the point. Several models at chance sit close together;
+    their labels stay near their own markers instead of running over each other. The boxes are
+    measured as drawn, so long names and any figure size are handled alike."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()  # the limits and the text metrics as they will be saved
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    centres = [ax.transData.transform((r["flops"], r["val_acc"])) for r in shown]
+    radii = [math.sqrt(_area(r, shown)) / 2 * fig.dpi / 72 for r in shown]
+    markers = [Bbox([[x - q, y - q], [x + q, y + q]]) for (x, y), q in zip(centres, radii)]
+    placed: list = []
+    for i in sorted(range(len(shown)), key=lambda i: (shown[i]["val_acc"], shown[i]["flops"])):  # bottom up
+        r = shown[i]
+        stuck = r.get("learned") is False
+        style = dict(fontsize=8, color="dimgray" if stuck else "black", textcoords="offset points")
+        label, at = f"{r['model']} ({si(r['params'])})", (r["flops"], r["val_acc"])
+        probe = ax.annotate(label, at, xytext=(0, 0), **style)
+        w, h = probe.get_window_extent(renderer).width, probe.get_window_extent(renderer).height
+        probe.remove()
+        (x, y), q = centres[i], radii[i]
+        near = [(0.7 * q, 0.3 * q), (-0.7 * q - w, 0.3 * q), (-w / 2, q + 2), (-w / 2, -q - 2 - h)]
+        others = [m for j, m in enumerate(markers) if j != i] + placed
+        best = None
+        for k in range(8):
+            for dx, dy in near:
+                for lift in ((0.0,) if k == 0 else (k * (h + 1), -k * (h + 1))):
+                    box = Bbox([[x + dx, y + dy + lift], [x + dx + w, y + dy + lift + h]])
+                    if frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1) and \
+                            not any(box.overlaps(o) for o in others):
+                        best = (dx, dy + lift, k > 0)
+                        break
+                if best:
+                    break
+            if best:
+                break
+        dx, dy, far = best or (0.7 * q, 0.3 * q, False)  # nowhere free: beside its point, as before
+        placed.append(Bbox([[x + dx, y + dy], [x + dx + w, y + dy + h]]))
+        ax.annotate(label, at, xytext=(dx * 72 / fig.dpi, dy * 72 / fig.dpi), **style,
+                    arrowprops=dict(arrowstyle="-", lw=0.5, color="gray", shrinkA=0, shrinkB=q * 72 / fig.dpi)
+                    if far else None)
