@@ -21,12 +21,13 @@ demo: $(STAMP)  ## train the embedded default (an MLP on the bundled digits) and
 test: $(STAMP)  ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)  ## Trainer vs hand-written loops (MLP, resnet18), a whole dlsem process vs a script, data pipeline rate, in-memory batcher vs DataLoader, bf16/channels_last
+bench: $(STAMP)  ## Trainer vs hand-written loops (MLP, resnet18), a whole dlsem process vs a script, data pipeline rate, in-memory batcher vs DataLoader, bf16/channels_last, streamed folders' memory and pipeline rate
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/image_throughput.py
 	$(BIN)/python benchmarks/batcher.py
 	$(BIN)/python benchmarks/precision.py
+	$(BIN)/python benchmarks/streaming.py
 
 gpu-check: $(STAMP)  ## on a CUDA machine: every task in fp32/bf16/fp16/channels_last/compile, determinism, DDP, CIFAR-10 timing
 	$(BIN)/python benchmarks/gpu_check.py

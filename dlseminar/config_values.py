@@ -43,6 +43,8 @@ def _coerce(key: str, spec: Key, v: Any) -> Any:
         if isinstance(v, (dict, list, tuple)):
             raise bad("a single value")
         if isinstance(v, bool):  # YAML reads yes/no/on/off as booleans
+            if spec.choices and "true" in spec.choices:  # auto | true | false: the boolean is that word
+                return "true" if v else "false"
             raise bad("text (quote it: 'yes')")
         text = str(v)
         if len(text) > MAX_TEXT:

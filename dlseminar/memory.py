@@ -6,6 +6,8 @@ Checks, each a few milliseconds for a small run, each before what it guards is a
   sample, from a probe (footprint.sample_bytes), times data.n_samples and the copies that
   generating and splitting make, against the free RAM;
 - check_bytes(...), for a reader that knows its decoded size up front (folder);
+- keep_in_memory(...), for a reader of image files (data.in_memory): decode the whole set into RAM,
+  or stream it from its files when auto finds it above RAM_SHARE of the free RAM (and a note saying so);
 - check_model(...), before the model is built: its weights, counted on a copy built on the meta
   device (footprint.model_weights);
 - check_step(cfg, setup), before the first training step: the gradients, the optimizer's state and
@@ -27,6 +29,7 @@ from .footprint import DATA_COPIES, PROBE_SAMPLES, Step, estimate_step, model_we
 
 GB = 1e9
 SLOW_STEP_S = 10.0  # a step estimated longer than this gets a note
+RAM_SHARE = 0.5  # data.in_memory auto: decoded images may take this share of the free RAM (the rest: model, steps)
 # FLOP/s a training step reaches at best (measured: 10-20 GFLOP/s for resnet18 steps on a busy 2-core CPU;
 # the CPU's figure is per thread): optimistic on purpose, so that the slow-step note is never a false alarm
 FLOP_RATE = {"cpu": 25e9, "cuda": 30e12, "mps": 3e12}
@@ -127,6 +130,29 @@ def check_dataset(cfg) -> None:
         raise ConfigError(f"dataset {cfg['data.name']!r} with {what} needs at least {gb(need)} in RAM to generate "
                           f"and split ({gb(per_sample)} a sample); {gb(free)} are free: use a smaller data.n_samples"
                           + (" or data.image_size" if "image_size" in params else ""))
+
+
+def keep_in_memory(choice: str, estimate, what: str, workers: int) -> tuple[bool, str | None]:
+    """data.in_memory for a reader of image files: (True to decode every image into RAM once, False to
+    stream them, decoded per batch by `workers` processes; the note that says which, or None). auto
+    compares `estimate()`, the bytes the decoded set and its split copies take, with RAM_SHARE of the
+    free RAM; where the free RAM cannot be read it keeps the set in memory, as before streaming existed.
+    The reader says the note once its files are read: a file that stops the run is then its only line."""
+    if choice != "auto":
+        return choice == "true", None
+    free = ram_available()
+    if free is None:
+        return True, None
+    need = estimate()
+    share = f"{RAM_SHARE:.0%} of the {gb(free)} of free RAM"
+    if need <= RAM_SHARE * free:
+        return True, f"{what} take about {gb(need)} decoded, within {share}: decoded into memory (data.in_memory: auto)"
+    from .data.files import cpus
+
+    workers = min(workers, cpus())
+    by = f"{workers} worker process{'es' if workers != 1 else ''}" if workers else "the training process"
+    return False, (f"{what} take about {gb(need)} decoded, more than {share}: streamed from the files, decoded "
+                   f"per batch by {by} (data.in_memory: auto)")
 
 
 def check_bytes(need: float, what: str, advice: str) -> None:

@@ -32,7 +32,8 @@ from .summary import RunSummary
 # precision, channels_last, compile and sync_batchnorm are speed settings (like the number of processes,
 # which a resume may change too); train.accumulate changes the optimisation and must match.
 RESUMABLE = ("train.epochs", "train.on_nan", "early_stop.patience", "early_stop.min_delta", "logging.", "checkpoint.", "device",
-             "train.eval_batch_size", "train.precision", "train.channels_last", "train.compile", "train.sync_batchnorm")
+             "train.eval_batch_size", "train.precision", "train.channels_last", "train.compile", "train.sync_batchnorm",
+             "data.in_memory", "data.num_workers")  # speed settings: a resume on a smaller machine may need to stream
 
 
 def train(cfg: Config, resume: str | None = None, overwrite: bool = False, sets=(),

@@ -84,6 +84,7 @@ class Data:
 
     def loader(self, split: str, batch_size, shuffle: bool, seed: int, device, augment: list[str] = ()):
         """Batches of one split. Data whose samples are not two stacked tensors override this."""
+        from .files import Files
         from .loader import TensorLoader
 
         X, y = self.splits[split]
@@ -92,6 +93,10 @@ class Data:
             from .augment import Augment
 
             aug = Augment(list(augment), tuple(X.shape[-2:]), self.augment_labels == "mask", seed)
+        if isinstance(X, Files):  # streamed (data.in_memory): decoded batch by batch in worker processes
+            from .stream import StreamLoader
+
+            return StreamLoader(X, y, batch_size, shuffle, seed, device, self.transform(device), aug)
         return TensorLoader(X.to(device), y.to(device), batch_size, shuffle=shuffle, seed=seed,
                             transform=self.transform(device), augment=aug)
 
@@ -131,7 +136,7 @@ def check_split(name: str, n: int, val_split: float, test_split: float, what: st
 def split_indices(n: int, val: float, test: float, seed: int, strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Indices of n samples per split, by seed. With `strata` (one group per sample: the classes, or
     any groups to keep in proportion) every split holds each group in proportion."""
-    from sklearn.model_selection import train_test_split
+    from .splitting import cut as draw  # scikit-learn's draws, without importing it (splitting.py)
 
     idx = np.arange(n)
     groups = strata
@@ -139,14 +144,14 @@ def split_indices(n: int, val: float, test: float, seed: int, strata: np.ndarray
 
     def cut(ids, frac, salt):
         labels = groups[ids] if strat else None
-        state = (seed + salt) % 2**32  # scikit-learn takes 32-bit seeds; seed itself may be 2**32 - 1
+        state = (seed + salt) % 2**32  # numpy's RandomState takes 32-bit seeds; seed itself may be 2**32 - 1
         try:
-            return train_test_split(ids, test_size=frac, random_state=state, stratify=labels)
+            return draw(ids, frac, state, labels)
         except ValueError:  # a class too small to stratify: fall back to a plain random split
             if not strat:
                 raise
             note("a class has too few samples for a stratified split; splitting at random")
-            return train_test_split(ids, test_size=frac, random_state=state)
+            return draw(ids, frac, state)
 
     out = {}
     rest = idx

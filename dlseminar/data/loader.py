@@ -1,4 +1,5 @@
-"""Batches of a split: which samples each batch holds (BatchPlan), and the in-memory loader."""
+"""Batches of a split: which samples each batch holds (BatchPlan), and the in-memory loader.
+(Streamed files: data/stream.py.)"""
 from __future__ import annotations
 
 import torch
@@ -14,16 +15,19 @@ class BatchPlan:
     resume and differs from every other epoch's. `batch_size="full"` is the whole split at once
     (batch gradient descent). shard(rank, world) serves one process of several (DDP) its part of
     every global batch: the same global batches in the same order as one process.
+    set_epoch(epoch, start) makes the passes of a resumed epoch begin at batch `start`: the batches
+    before it, which its checkpoint holds, are never read (their numbers, which seed augmentation,
+    stay those of the whole epoch).
     """
 
     def __init__(self, n: int, batch_size, shuffle: bool, seed: int):
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.bs = n if batch_size == "full" else min(int(batch_size), n)
-        self.epoch = 0
+        self.epoch, self.start = 0, 0
         self.rank, self.world = 0, 1
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def shard(self, rank: int, world: int):
         """Yield only rank `rank`'s contiguous part of each global batch (sizes differ by at most one)."""
@@ -80,9 +84,12 @@ class TensorLoader(BatchPlan):
         if order is not None:
             order = order.to(X.device)
             X, y = take(X, order), take(y, order)
-        t = self.transform
+        t, first = self.transform, self.start
         start = 0
         for i, stop in enumerate(stops):
+            if i < first:  # done before the checkpoint this epoch resumes from
+                start = stop
+                continue
             xb, yb = X[start:stop], y[start:stop]
             if self.augment is not None:  # each rank draws its own augmentations
                 xb, yb = self.augment(xb, yb, self.epoch, i if self.world == 1 else i * self.world + self.rank)

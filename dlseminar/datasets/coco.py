@@ -20,7 +20,8 @@ the train list is split into train and val, the official val list is the test sp
 Objects marked difficult are left out, as in VOC's own evaluation.
 
 Both keep images at their own size unless data.image_size is set (then each image is resized
-to image_size x image_size and its boxes scaled with it).
+to image_size x image_size and its boxes scaled with it), decoded in memory or, for a set too
+big for RAM, streamed from the files (data.in_memory).
 """
 from __future__ import annotations
 
@@ -34,14 +35,16 @@ from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from ..tasks.detection.data import DetImages, target
-from .imageio import ImageError, opened, to_mode
+from ..data.files import Files, Paths, scan
+from ..data.imagestats import image_sums
+from .imageio import ImageError, declared_pixels, opened, to_mode
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 
-def _pil_to_tensor(im, channels: int, size: int | None):
-    """A PIL image -> ((C, H, W) uint8, (sx, sy) box scale factors) resized to size x size when given."""
+def _pil_to_tensor(im, channels: int, size: int | None) -> torch.Tensor:
+    """A PIL image -> (C, H, W) uint8, resized to size x size when given."""
     from PIL import Image
 
     im = to_mode(im, channels)
@@ -51,8 +54,12 @@ def _pil_to_tensor(im, channels: int, size: int | None):
     a = np.asarray(im, dtype=np.uint8)
     if a.ndim == 2:
         a = a[:, :, None]
-    x = torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
-    return x, ((size / w, size / h) if size else (1.0, 1.0))
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
+
+
+def _box_scale(size: int | None, w: int, h: int) -> tuple[float, float]:
+    """(sx, sy): what box coordinates in a w x h image are multiplied by when it is resized to size x size."""
+    return (size / w, size / h) if size else (1.0, 1.0)
 
 
 def _stack(images: list[torch.Tensor]):
@@ -60,6 +67,59 @@ def _stack(images: list[torch.Tensor]):
     if images and all(x.shape == images[0].shape for x in images):
         return torch.stack(images)
     return images
+
+
+class Decoded:
+    """One image read by `decode`: x (C, h, w) uint8 (None when streamed: its pixel sums instead), and the
+    file's own (width, height), which boxes are clipped to and scaled from."""
+
+    def __init__(self, x: torch.Tensor, size: tuple[int, int], keep: bool):
+        self.x, self.sums = (x, None) if keep else (None, image_sums(x))
+        self.shape, self.size = tuple(x.shape), size
+
+
+class ReadDet:
+    """An image file -> (uint8 (C, H, W),) converted to data.channels and resized to data.image_size when set:
+    how coco and voc_det decode, in memory or, streamed, in a worker process."""
+
+    def __init__(self, channels: int, size: int | None):
+        self.channels, self.size = channels, size
+
+    def __call__(self, path) -> tuple[torch.Tensor]:
+        with opened(Path(path)) as pil:
+            return (_pil_to_tensor(pil, self.channels, self.size),)
+
+
+def decode(files: list[Path], channels: int, size: int | None, keep: bool) -> list:
+    """Each file as Decoded (keep: with its pixels), or the DataError that reading it raised; in threads."""
+    def one(i: int) -> Decoded:
+        with opened(files[i]) as pil:  # truncated, not an image, a decompression bomb ...: one ImageError
+            return Decoded(_pil_to_tensor(pil, channels, size), pil.size, keep)
+
+    return scan(len(files), one)
+
+
+def _images(decoded: list[Decoded], files: list[Path], channels: int, size: int | None, workers: int, skip_bad: bool):
+    """The decoded images stacked (or their list, of many sizes), or, streamed, Files of them."""
+    if not decoded or decoded[0].x is not None:
+        return _stack([d.x for d in decoded])
+    largest = (channels, max(d.shape[1] for d in decoded), max(d.shape[2] for d in decoded))
+    return Files(Paths(files), ReadDet(channels, size), largest,
+                 sums=torch.tensor([d.sums for d in decoded], dtype=torch.int64),
+                 areas=torch.tensor([d.shape[1] * d.shape[2] for d in decoded], dtype=torch.int64), workers=workers,
+                 skip_bad=skip_bad)
+
+
+def _keep_in_memory(in_memory: str, what: str, files: list[Path], channels: int, size: int | None,
+                    workers: int) -> tuple[bool, str | None]:
+    """keep_in_memory for detection images: the decoded images and the split's copies of them, at
+    data.image_size or at the sizes their headers declare (read only for auto)."""
+    from ..memory import keep_in_memory
+
+    def estimate() -> float:
+        return 2.0 * channels * (len(files) * size * size if size else declared_pixels(files))
+
+    return keep_in_memory(in_memory, estimate, what, workers)
 
 
 def _read_json(path: Path) -> dict:
@@ -97,7 +157,7 @@ class _Bad:
 
 
 @DATASETS.register("coco", kind="detection")
-def coco(path=None, image_dir=None, image_size=None, channels=3, skip_bad=False):
+def coco(path=None, image_dir=None, image_size=None, channels=3, skip_bad=False, in_memory="auto", num_workers=2):
     """Your boxes: a COCO-format JSON (data.path) and its images (data.image_dir, default the JSON's folder)."""
     if path is None or str(path).strip() == "":
         raise DataError("dataset coco needs data.path: the COCO JSON file (images, annotations, categories)")
@@ -130,23 +190,27 @@ def coco(path=None, image_dir=None, image_size=None, channels=3, skip_bad=False)
             continue
         by_image.setdefault(a["image_id"], []).append(a)
 
-    images, targets, crowd, clipped = [], [], 0, 0
-    for im in d["images"]:
+    found = [next((r / str(im["file_name"]) for r in roots if (r / str(im["file_name"])).is_file()), None)
+             for im in d["images"]]
+    present = [f for f in found if f is not None]
+    keep, said = _keep_in_memory(in_memory, f"coco: {len(present):,} images", present, channels, image_size,
+                                 num_workers)
+    decoded = iter(decode(present, channels, image_size, keep))
+    images, files, targets, crowd, clipped = [], [], [], 0, 0
+    for im, file in zip(d["images"], found):
         anns = by_image.get(im["id"], [])
-        file = next((r / str(im["file_name"]) for r in roots if (r / str(im["file_name"])).is_file()), None)
         ids = ", ".join(str(a.get("id")) for a in anns[:5]) + (", ..." if len(anns) > 5 else "")
         if file is None:
             bad("images", f"image {im['id']} file {im['file_name']!r} not found in {' or '.join(map(str, roots))}"
                           + (f" (annotations {ids})" if anns else ""))
             continue
-        try:
-            with opened(file) as pil:  # truncated, not an image, a decompression bomb ...: one ImageError
-                x, (sx, sy) = _pil_to_tensor(pil, channels, image_size)
-                W, H = pil.size
-        except ImageError as e:
-            bad("images", f"image {im['id']} file {str(file)!r} cannot be read ({e.reason[:80]})"
+        got = next(decoded)  # truncated, not an image, a decompression bomb ...: one ImageError
+        if isinstance(got, ImageError):
+            bad("images", f"image {im['id']} file {str(file)!r} cannot be read ({got.reason[:80]})"
                           + (f"; annotations {ids}" if anns else ""))
             continue
+        W, H = got.size
+        sx, sy = _box_scale(image_size, W, H)
         boxes, labels = [], []
         for a in anns:
             where = f"annotation {a.get('id')} (image {str(im['file_name'])!r})"
@@ -170,7 +234,8 @@ def coco(path=None, image_dir=None, image_size=None, channels=3, skip_bad=False)
             clipped += (x1, y1, x2, y2) != (bx, by, bx + bw, by + bh)
             boxes.append([x1 * sx, y1 * sy, x2 * sx, y2 * sy])
             labels.append(label_of[a["category_id"]])
-        images.append(x)
+        images.append(got)
+        files.append(file)
         targets.append(target(boxes, labels))
     bad.report()
     if clipped:
@@ -179,21 +244,29 @@ def coco(path=None, image_dir=None, image_size=None, channels=3, skip_bad=False)
         note(f"coco: {crowd} crowd annotation{'s' if crowd != 1 else ''} (iscrowd 1) left out")
     if not images:
         raise DataError(f"coco {jpath}: no readable images")
-    return DetImages(_stack(images), targets, names)
+    if said:
+        note(said)
+    return DetImages(_images(images, files, channels, image_size, num_workers, skip_bad), targets, names)
 
 
-def _voc_split(root: str, image_set: str, channels: int, size: int | None):
+def _voc_lists(root: str, image_set: str):
     from torchvision.datasets import VOCDetection
 
-    ds = VOCDetection(root, year="2012", image_set=image_set, download=False)
-    index = {n: k + 1 for k, n in enumerate(VOC_CLASSES)}
-    images, targets = [], []
+    return VOCDetection(root, year="2012", image_set=image_set, download=False)
+
+
+def _voc_split(ds, channels: int, size: int | None, keep: bool, workers: int):
     from torchvision.datasets.voc import ET_parse
 
-    for i in range(len(ds)):  # ds[i] would open the JPEG unguarded: the file lists and the XML parser only
+    index = {n: k + 1 for k, n in enumerate(VOC_CLASSES)}
+    images, targets = [], []
+    files = [Path(f) for f in ds.images]  # ds[i] would open the JPEG unguarded: the file lists and the XML parser only
+    for i, got in enumerate(decode(files, channels, size, keep)):
         ann = ds.parse_voc_xml(ET_parse(ds.annotations[i]).getroot())
-        with opened(Path(ds.images[i])) as pil:
-            x, (sx, sy) = _pil_to_tensor(pil, channels, size)
+        if isinstance(got, DataError):
+            raise got
+        W, H = got.size
+        sx, sy = _box_scale(size, W, H)
         boxes, labels = [], []
         for obj in ann["annotation"].get("object", []):
             if str(obj.get("difficult", "0")) == "1":
@@ -204,13 +277,13 @@ def _voc_split(root: str, image_set: str, channels: int, size: int | None):
             x1, y1, x2, y2 = float(b["xmin"]) - 1, float(b["ymin"]) - 1, float(b["xmax"]), float(b["ymax"])
             boxes.append([x1 * sx, y1 * sy, x2 * sx, y2 * sy])
             labels.append(index[obj["name"]])
-        images.append(x)
+        images.append(got)
         targets.append(target(boxes, labels))
-    return _stack(images), targets
+    return _images(images, files, channels, size, workers, False), targets
 
 
 @DATASETS.register("voc_det", kind="detection")
-def voc_det(root="data", image_size=None, channels=3, download=False):
+def voc_det(root="data", image_size=None, channels=3, download=False, in_memory="auto", num_workers=2):
     """Pascal VOC 2012 boxes, 20 classes (data.root/VOCdevkit/VOC2012; official val list = test split)."""
     base = Path(root) / "VOCdevkit" / "VOC2012"
     if download:
@@ -228,5 +301,12 @@ def voc_det(root="data", image_size=None, channels=3, download=False):
                         f"(giving {base}/Annotations, JPEGImages, ImageSets/Main) or set data.download=true")
     if channels not in (1, 3):
         raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
-    images, targets = _voc_split(root, "train", channels, image_size)
-    return DetImages(images, targets, list(VOC_CLASSES), test=_voc_split(root, "val", channels, image_size))
+    train, val = _voc_lists(root, "train"), _voc_lists(root, "val")
+    every = [Path(f) for f in train.images + val.images]
+    keep, said = _keep_in_memory(in_memory, f"voc_det: {len(every):,} images", every, channels, image_size,
+                                 num_workers)
+    images, targets = _voc_split(train, channels, image_size, keep, num_workers)
+    test = _voc_split(val, channels, image_size, keep, num_workers)
+    if said:
+        note(said)
+    return DetImages(images, targets, list(VOC_CLASSES), test=test)

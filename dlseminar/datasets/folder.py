@@ -9,8 +9,6 @@ a class folder. Files are only read, never written.
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -18,6 +16,8 @@ import torch
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
+from ..data.files import Files, Paths, scan
+from ..data.imagestats import image_sums
 from .imageio import IMAGE_SUFFIXES, load_image, walk_files
 from ..tasks.classification.data import Images
 
@@ -35,12 +35,13 @@ def _class_images(d: Path) -> tuple[list[Path], list[Path]]:
 
 
 @DATASETS.register("folder", kind="classification")
-def folder(path=None, image_size=None, channels=3, skip_bad=False):
+def folder(path=None, image_size=None, channels=3, skip_bad=False, in_memory="auto", num_workers=2):
     """Your images at data.path, one sub-folder per class (any size/mode; resized to data.image_size, default 32).
 
-    Every image is decoded once into memory as uint8 (N, channels, size, size), so the
-    folder must fit in RAM at that size. A corrupt or empty image stops with an error
-    naming it, unless data.skip_bad is true (then it is skipped with one counted note).
+    Every image is decoded once into memory as uint8 (N, channels, size, size), or, when
+    that would not fit (data.in_memory), streamed: decoded per batch by data.num_workers
+    processes. A corrupt or empty image stops with an error naming it, unless
+    data.skip_bad is true (then it is skipped with one counted note).
     """
     if path is None or str(path).strip() == "":
         raise DataError("dataset folder needs data.path (a folder with one sub-folder of images per class)")
@@ -81,33 +82,51 @@ def folder(path=None, image_size=None, channels=3, skip_bad=False):
         note(f"ignored {len(others)} non-image file{'s' if len(others) != 1 else ''} in the class folders "
              f"(first: {others[0]})")
 
-    from ..memory import check_bytes
+    from ..memory import check_bytes, keep_in_memory
 
     # the decoded images, then their split copies: refused before the first file is decoded
-    check_bytes(2.0 * len(files) * channels * size * size, f"decoding {len(files):,} images at {channels}x{size}x{size}",
-                "use a smaller data.image_size")
-    X = torch.empty((len(files), channels, size, size), dtype=torch.uint8)  # decoded once, kept in memory
-    errors: list[DataError | None] = [None] * len(files)
+    need = 2.0 * len(files) * channels * size * size
+    what = f"{len(files):,} images at {channels}x{size}x{size}"
+    read = ReadImage(channels, (size, size))
+    keep, said = keep_in_memory(in_memory, lambda: need, f"folder: {what}", num_workers)
+    if keep:
+        check_bytes(need, f"decoding {what}", "use a smaller data.image_size, or data.in_memory: false to stream "
+                                              "the images from their files")
+        X = torch.empty((len(files), channels, size, size), dtype=torch.uint8)  # decoded once, kept in memory
 
-    def read(i: int) -> None:
-        try:
-            X[i] = load_image(files[i], channels, (size, size))
-        except DataError as e:
-            errors[i] = e
+        def decode(i: int) -> None:
+            X[i] = read(files[i])[0]
 
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # Pillow decodes without the GIL
-        list(pool.map(read, range(len(files))))
-
-    bad = [(f, e) for f, e in zip(files, errors) if e is not None]
+        errors = scan(len(files), decode)
+    else:  # streamed: each image read once now for its pixel sums (the training split's statistics)
+        errors = scan(len(files), lambda i: image_sums(read(files[i])[0]))
+        sums = [e for e in errors if not isinstance(e, DataError)]
+        X = Files(Paths([f for f, e in zip(files, errors) if not isinstance(e, DataError)]), read,
+                  (channels, size, size), sums=torch.tensor(sums, dtype=torch.int64).view(-1, 2, channels),
+                  areas=torch.full((len(sums),), size * size, dtype=torch.int64), workers=num_workers,
+                  skip_bad=skip_bad)
+    bad = [(f, e) for f, e in zip(files, errors) if isinstance(e, DataError)]
     if bad and not skip_bad:
         raise DataError(f"{bad[0][1]}; fix or remove it, or pass --set data.skip_bad=true to skip unreadable images")
     y = torch.tensor(labels, dtype=torch.int64)
     if bad:
         note(f"skipped {len(bad)} unreadable image{'s' if len(bad) != 1 else ''} (first: {bad[0][0]})")
-        keep = torch.tensor([e is None for e in errors])
-        X, y = X[keep], y[keep]
+        keep = torch.tensor([not isinstance(e, DataError) for e in errors])
+        X, y = (X if isinstance(X, Files) else X[keep]), y[keep]
         counts = torch.bincount(y, minlength=len(class_dirs))
         for d, n in zip(class_dirs, counts.tolist()):
             if n == 0:
                 raise DataError(f"class folder {str(d)!r} has no readable images")
+    if said:
+        note(said)
     return Images(X, y, [d.name for d in class_dirs], scale=255.0)
+
+
+class ReadImage:
+    """One image file -> (uint8 (channels, H, W),) at `size`: how folder decodes, in memory or in a worker."""
+
+    def __init__(self, channels: int, size: tuple[int, int]):
+        self.channels, self.size = channels, size
+
+    def __call__(self, path) -> tuple[torch.Tensor]:
+        return (load_image(path, self.channels, self.size),)

@@ -9,13 +9,11 @@ A mask holds one class index per pixel (mode L, P or I; 255 = ignore). In a pale
 mask the stored values ARE the palette indices, so they are the class indices, and the
 palette's colours are kept for plots and `dlsem predict`. Images that all share one size keep
 it (U-Net takes any); data.image_size resizes every pair to a square, which mixed sizes need.
-Files are only read, never written.
-`pair_reader` is shared with voc_seg.
+Files are only read, never written. A set too big for RAM is streamed (data.in_memory).
+`pair_reader`, `streamed` and `in_memory_choice` are shared with voc_seg.
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,9 @@ from ..console import note
 from ..engine.losses import IGNORE
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .imageio import IMAGE_SUFFIXES, load_image, opened, walk_files
+from ..data.files import Files, Paths, scan
+from ..data.imagestats import image_sums
+from .imageio import IMAGE_SUFFIXES, declared_pixels, load_image, opened, walk_files
 from ..tasks.segmentation.data import SegImages
 
 MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")  # modes whose pixel values are class indices
@@ -52,7 +52,8 @@ def load_mask(path: Path) -> tuple[np.ndarray, list[int] | None]:
 
 
 class Pair:
-    """One decoded (image, mask) pair: x (C, H, W) uint8, m (H, W) uint8, top = largest class value."""
+    """One decoded (image, mask) pair: x (C, H, W) uint8, m (H, W) uint8, top = largest class value.
+    A scan for streaming keeps only what the checks need: x and m are dropped, the image's pixel sums kept."""
 
     def __init__(self, x: torch.Tensor, m: np.ndarray, palette):
         labelled = m[m != IGNORE]
@@ -61,6 +62,30 @@ class Pair:
         self.x, self.palette = x, palette
         # uint8 while loading (values above 255 are reported by check_values, never stored)
         self.m = torch.from_numpy(np.clip(m, 0, 255).astype(np.uint8))
+        self.sums: list | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.x.shape[1:]) if self.x is not None else self._shape
+
+    def drop(self) -> Pair:
+        """Keep the checks' values and the image's pixel sums, not the pixels (a streamed set's scan)."""
+        self._shape, self.sums = tuple(self.x.shape[1:]), image_sums(self.x)
+        self.x = self.m = None
+        if self.palette:  # 768 bytes, not a list of 768 ints (6 KB) kept for every mask
+            self.palette = bytes(self.palette)
+        return self
+
+
+class ReadPair:
+    """(image file, mask file) -> (x (C, H, W) uint8, mask (H, W) int64), as a streamed batch reads them."""
+
+    def __init__(self, channels: int, size: tuple[int, int] | None):
+        self.channels, self.size = channels, size
+
+    def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        p = read_pair(image, mask, self.channels, self.size)
+        return p.x, p.m.long()
 
 
 def read_pair(image: Path, mask: Path, channels: int, size: tuple[int, int] | None) -> Pair:
@@ -83,23 +108,17 @@ def read_pair(image: Path, mask: Path, channels: int, size: tuple[int, int] | No
     return pair
 
 
-def pair_reader(pairs: list[tuple[Path, Path]], channels: int, size, skip_bad: bool, can_skip: bool = True):
+def pair_reader(pairs: list[tuple[Path, Path]], channels: int, size, skip_bad: bool, can_skip: bool = True,
+                keep: bool = True):
     """Decode every pair in threads (Pillow decodes without the GIL).
 
     Returns the readable Pairs in order and the (file, error) of the unreadable ones. An
     unreadable file stops here unless skip_bad; a size mismatch always stops (it is a
-    labelling mistake, not a damaged file).
+    labelling mistake, not a damaged file). keep=False (streaming): each Pair keeps its checks'
+    values and pixel sums, not its pixels.
     """
-    out: list[Pair | DataError | None] = [None] * len(pairs)
-
-    def read(i: int) -> None:
-        try:
-            out[i] = read_pair(*pairs[i], channels, size)
-        except DataError as e:
-            out[i] = e
-
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(read, range(len(pairs))))
+    out = scan(len(pairs), lambda i: read_pair(*pairs[i], channels, size) if keep
+               else read_pair(*pairs[i], channels, size).drop())
     bad = [(p, e) for p, e in zip(pairs, out) if isinstance(e, DataError)]
     mismatch = [e for _, e in bad if isinstance(e, SizeMismatch)]
     if mismatch:
@@ -127,6 +146,35 @@ def check_values(pairs: list[Pair], masks: list[Path], k: int, where: str) -> No
 def stack(pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C, H, W) uint8 images and (N, H, W) int64 masks."""
     return torch.stack([p.x for p in pairs]), torch.stack([p.m for p in pairs]).long()
+
+
+def streamed(pairs: list[Pair], files: list[tuple[Path, Path]], channels: int, size, workers: int,
+             skip_bad: bool) -> tuple[Files, Files]:
+    """The scanned pairs as Files of (image, mask): images (N, C, H, W) and masks (N, H, W), read together."""
+    h, w = pairs[0].shape
+    X = Files(Paths(files), ReadPair(channels, size), (channels, h, w),
+              sums=torch.tensor([p.sums for p in pairs], dtype=torch.int64),
+              areas=torch.full((len(pairs),), h * w, dtype=torch.int64), workers=workers, skip_bad=skip_bad)
+    return X, X.column_of(1, (h, w))
+
+
+def decoded_bytes(pixels: int, channels: int) -> float:
+    """RAM the in-memory path takes for pairs of `pixels` pixels in all: the decoded pairs (uint8 image and
+    mask), their stack (uint8 images, int64 masks) and the split's copies of that stack."""
+    return pixels * ((channels + 1) + 2 * (channels + 8))
+
+
+def in_memory_choice(in_memory: str, what: str, images: list[Path], channels: int, size,
+                     workers: int) -> tuple[bool, str | None]:
+    """keep_in_memory for image/mask pairs: the estimate at data.image_size, or at the sizes the image
+    headers declare (read only for auto)."""
+    from ..memory import keep_in_memory
+
+    def estimate() -> float:
+        pixels = len(images) * size[0] * size[1] if size else declared_pixels(images)
+        return decoded_bytes(pixels, channels)
+
+    return keep_in_memory(in_memory, estimate, what, workers)
 
 
 def palette_of(pairs: list[Pair], k: int) -> torch.Tensor | None:
@@ -173,7 +221,8 @@ def _class_names(root: Path, num_classes: int | None, top: int) -> list[str]:
 
 
 @DATASETS.register("seg_folder", kind="segmentation")
-def seg_folder(root="data", image_size=None, num_classes=None, channels=3, skip_bad=False):
+def seg_folder(root="data", image_size=None, num_classes=None, channels=3, skip_bad=False, in_memory="auto",
+               num_workers=2):
     """Your images and class-index masks: data.root/images/*, data.root/masks/*.png (255 = ignore; classes.txt optional)."""
     if channels not in (1, 3):
         raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
@@ -205,16 +254,18 @@ def seg_folder(root="data", image_size=None, num_classes=None, channels=3, skip_
 
     keys = sorted(images)
     size = (image_size, image_size) if image_size else None
-    pairs, bad = pair_reader([(images[k], masks[k]) for k in keys], channels, size, skip_bad)
+    keep, said = in_memory_choice(in_memory, f"seg_folder: {_plural(len(keys), 'image/mask pair')}",
+                            [images[k] for k in keys], channels, size, num_workers)
+    pairs, bad = pair_reader([(images[k], masks[k]) for k in keys], channels, size, skip_bad, keep=keep)
     skipped = {img for (img, _), _ in bad}
     files = [(images[k], masks[k]) for k in keys if images[k] not in skipped]
     if not pairs:
         raise DataError(f"no readable image/mask pairs under {str(base)!r}")
     if size is None:  # keep the images' own size (U-Net takes any), but one size for the whole set
-        h0, w0 = pairs[0].x.shape[1:]
-        other = next((i for i, p in enumerate(pairs) if p.x.shape[1:] != (h0, w0)), None)
+        h0, w0 = pairs[0].shape
+        other = next((i for i, p in enumerate(pairs) if p.shape != (h0, w0)), None)
         if other is not None:
-            h1, w1 = pairs[other].x.shape[1:]
+            h1, w1 = pairs[other].shape
             raise DataError(f"images differ in size ({w0}x{h0} {str(files[0][0])!r}, {w1}x{h1} {str(files[other][0])!r}); "
                             f"set data.image_size to resize them all (masks with nearest neighbour)")
     top = max((p.top for p in pairs if p.top < IGNORE), default=-1)  # values above 255 are reported below
@@ -222,5 +273,7 @@ def seg_folder(root="data", image_size=None, num_classes=None, channels=3, skip_
     check_values(pairs, [m for _, m in files], len(names),
                  "classes.txt" if (base / "classes.txt").is_file() else
                  "data.num_classes" if num_classes else "the masks' largest value")
-    X, M = stack(pairs)
+    X, M = stack(pairs) if keep else streamed(pairs, files, channels, size, num_workers, skip_bad)
+    if said:
+        note(said)
     return SegImages(X, M, names, scale=255.0, palette=palette_of(pairs, len(names)))

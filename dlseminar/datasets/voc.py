@@ -13,7 +13,8 @@ is the training set, with the validation split (data.val_split, by seed) carved 
 early stopping; val.txt (1,449 images) is the test split, since VOC's test labels are not
 public. So test/miou is the usual "VOC 2012 val" number, though measured at data.image_size,
 not at the original resolution. Images vary in size: each is resized to data.image_size
-square (bilinear; masks nearest neighbour, so the 255 border stays 255).
+square (bilinear; masks nearest neighbour, so the 255 border stays 255). A machine without the
+RAM for them streams the files instead (data.in_memory).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from ..console import note
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
-from .seg_folder import check_values, pair_reader, palette_of, stack
+from .seg_folder import check_values, in_memory_choice, pair_reader, palette_of, stack, streamed
 from ..tasks.segmentation.data import SegImages
 from .vision import NET_TIMEOUT_S, one_line, socket_timeout
 
@@ -57,22 +58,31 @@ def _lists(root: str, download: bool):
     return base, train, val
 
 
-def _read(ds, channels: int, size: int):
+def _pairs(ds) -> list[tuple[Path, Path]]:
     pairs = [(Path(i), Path(m)) for i, m in zip(ds.images, ds.masks)]
     if not pairs:
         raise DataError(f"the VOC list {ds.image_set}.txt names no images")
-    read, _ = pair_reader(pairs, channels, (size, size), skip_bad=False, can_skip=False)
+    return pairs
+
+
+def _read(pairs, channels: int, size: int, keep: bool, workers: int):
+    """The list's pairs decoded (keep) or scanned and streamed; checked against VOC's classes."""
+    read, _ = pair_reader(pairs, channels, (size, size), skip_bad=False, can_skip=False, keep=keep)
     check_values(read, [m for _, m in pairs], len(VOC_CLASSES), "VOC")
-    return read
+    return read, (stack(read) if keep else streamed(read, pairs, channels, (size, size), workers, False))
 
 
 @DATASETS.register("voc_seg", kind="segmentation")
-def voc_seg(root="data", download=False, image_size=None, channels=3):
+def voc_seg(root="data", download=False, image_size=None, channels=3, in_memory="auto", num_workers=2):
     """Pascal VOC 2012 segmentation, 21 classes (255 = ignore), resized to data.image_size (default 128); from data.root."""
     if channels not in (1, 3):
         raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
     size = image_size or 128
     _, train, val = _lists(str(root), download)
-    tr, te = _read(train, channels, size), _read(val, channels, size)
-    X, M = stack(tr)
-    return SegImages(X, M, list(VOC_CLASSES), scale=255.0, palette=palette_of(tr, len(VOC_CLASSES)), test=stack(te))
+    tr, te = _pairs(train), _pairs(val)
+    keep, said = in_memory_choice(in_memory, f"voc_seg: {len(tr) + len(te):,} image/mask pairs", [i for i, _ in tr + te],
+                            channels, (size, size), num_workers)
+    (read, (X, M)), (_, test) = _read(tr, channels, size, keep, num_workers), _read(te, channels, size, keep, num_workers)
+    if said:
+        note(said)
+    return SegImages(X, M, list(VOC_CLASSES), scale=255.0, palette=palette_of(read, len(VOC_CLASSES)), test=test)

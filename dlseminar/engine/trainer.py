@@ -83,7 +83,8 @@ class Trainer(CheckpointPolicy):
         return weight_penalty(self.weights, self.l1, self.l2)
 
     def train_epoch(self, loader, skip: int = 0) -> bool:
-        """One pass over `loader` after `skip` batches (those a resumed run already did).
+        """One pass over `loader`, which starts at batch `skip` of the epoch (a resumed run did those before
+        its checkpoint: the loader never reads them, see BatchPlan.set_epoch).
 
         The epoch's loss sum and sample count accumulate in self.state.partial_loss, one step at
         a time in a fixed order, so an epoch cut by a checkpoint and resumed adds up to exactly
@@ -101,9 +102,7 @@ class Trainer(CheckpointPolicy):
         finetune.apply(self.model, self.cfg, s.epoch + 1)  # model.freeze until train.unfreeze_at (frozen BN: eval)
         acc, count = float(s.partial_loss[0]), s.partial_loss[1]  # a Python float64: summed in step order
         group = Group()
-        for i, batch in enumerate(loader):
-            if i < skip:
-                continue
+        for i, batch in enumerate(loader, skip):
             bad, end, stop = backward(i, batch, group)
             if bad and not skip_nan:
                 s.diverged = f"the training loss is not finite at epoch {s.epoch + 1}, step {i + 1}"
@@ -217,8 +216,8 @@ class Trainer(CheckpointPolicy):
 
         A signal ends it with last.pt written (Interrupted); a non-finite loss ends it with state.diverged set."""
         s = self.state
-        loader.set_epoch(epoch)
         skip, s.batch_in_epoch = s.batch_in_epoch, 0
+        loader.set_epoch(epoch, skip)
         try:
             finished = self.train_epoch(loader, skip)
         except Exception as e:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.files import Files
 from .figure import pyplot, save
 from .images import as_image
 
@@ -118,6 +119,8 @@ def patches(model: nn.Module, data, device, filters: int = 4, top_k: int = 6, li
     [(patch (C, h, w) in [0, 1], where it starts within the field)] best first); [] when there is no
     conv layer or the training inputs are not a tensor of images."""
     X = data.splits["train"][0]
+    if isinstance(X, Files):  # a streamed set: decode only the images looked at
+        X = X[:limit]
     chosen = chosen_layers(model)
     if not isinstance(X, torch.Tensor) or X.dim() != 4 or not chosen:  # e.g. a detector's list of images
         return []

@@ -125,12 +125,16 @@ CASES = [
     (["train", "--set", "optim.betas=[x, y]"], ["optim.betas must be a list of finite numbers"]),
     (["train", "--set", "data.augment={a: 1}"], ["data.augment must be a list like [a, b]"]),
     (["train", "--set", "data.noise=loud"], ["data.noise must be a number"]),
+    (["train", "--set", "data.num_workers=two"], ["data.num_workers must be an integer (got 'two')"]),
+    (["train", "--set", "data.in_memory=maybe"], ["data.in_memory must be one of auto, true, false (got 'maybe')"]),
+    (["train", "--set", "data.in_memory=[true]"], ["data.in_memory must be a single value"]),
     # numbers out of range
     (["train", "--set", "train.epochs=1000000000000000000000"], ["train.epochs must be below 2**63"]),
     (["train", "--set", "model.hidden=[100000000000000000000]"], ["model.hidden must be below 2**63"]),
     (["train", "--lr", "nan"], ["optim.lr must be a finite number"]),
     (["train", "--set", "optim.lr=.inf"], ["optim.lr must be a finite number"]),
     (["train", "--epochs", "-3"], ["train.epochs must be >= 1 (got -3)"]),
+    (["train", "--set", "data.num_workers=-1"], ["data.num_workers must be >= 0 (got -1)"]),
     # files that are not recipes
     (["train", "list.yaml"], ["must be a mapping", "list"]),
     (["train", "scalar.yaml"], ["must be a mapping", "int"]),
@@ -152,6 +156,7 @@ FINE = [  # inputs that look odd but are valid: exit 0, nothing changed
     ["config", "show", "comments.yaml"],
     ["config", "show", "yes_bool.yaml"],
     ["config", "show", "--set", "model.batch_norm=yes", "--set", "name=007", "--set", "seed=4294967295"],
+    ["config", "show", "--set", "data.in_memory=false", "--set", "data.num_workers=0"],
     ["--version"],
 ]
 

@@ -308,7 +308,21 @@ def test_full_batch_step_that_cannot_fit(dlsem, tmp_path, little_ram):
 def test_folder_too_big_to_decode(dlsem, tmp_path, little_ram):
     folder_tree(tmp_path, None)
     quiet(dlsem, tmp_path, *[a if a != "data.image_size=8" else "data.image_size=2000" for a in FOLDER],
-          words=("decoding 8 images at 3x2000x2000 needs about 0.2 gb in ram", "60 mb are free", "data.image_size"))
+          "--set", "data.in_memory=true",
+          words=("decoding 8 images at 3x2000x2000 needs about 0.2 gb in ram", "60 mb are free", "data.image_size",
+                 "data.in_memory: false"))
+
+
+def test_folder_too_big_for_ram_is_streamed_by_default(tmp_path, little_ram, capsys):
+    """data.in_memory auto: the set that in_memory true refuses is streamed from its files instead, said in a note."""
+    from dlseminar.data.files import Files
+    from dlseminar.datasets.folder import folder
+
+    folder_tree(tmp_path, None)
+    img = folder(path=str(tmp_path / "pics"), image_size=2000)
+    assert isinstance(img.X, Files) and img.X.shape == (8, 3, 2000, 2000)
+    assert ("note: folder: 8 images at 3x2000x2000 take about 0.2 GB decoded, more than 50% of the 60 MB of free "
+            "RAM: streamed from the files") in capsys.readouterr().err
 
 
 def test_eval_with_a_dataset_that_cannot_fit(dlsem, tmp_path, classifier):

@@ -1,7 +1,7 @@
 """Image classification samples: (N, C, H, W) images, one class per image, and their split.
 
-Images stay raw (uint8) in memory; the per-channel mean/std fitted on the training split
-normalise each batch on the device (data.core.BatchNorm). Tables of classes are data.table.Table.
+Images stay raw (uint8) in memory, or in their files when streamed (data/files.py); the per-channel
+mean/std fitted on the training split normalise each batch on the device (data.core.BatchNorm). Tables of classes are data.table.Table.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import ClassVar
 import torch
 
 from ...data.core import Data, DataInfo, Samples, SplitSpec, check_split, split_indices
+from ...data.files import Files, select
 from ...data.imagestats import fit_stats
 
 
@@ -24,11 +25,12 @@ class ImageData(Data):
 
 @dataclass
 class Images(Samples):
-    """A whole image dataset: X (N, C, H, W) uint8 (scale 255) or float, y (N,) class indices."""
+    """A whole image dataset: X (N, C, H, W) uint8 (scale 255) or float, or the files of such images
+    (data.in_memory: Files, decoded per batch), y (N,) class indices."""
 
     kinds: ClassVar[tuple[str, ...]] = ("classification",)
 
-    X: torch.Tensor
+    X: torch.Tensor | Files
     y: torch.Tensor
     class_names: list[str]
     scale: float = 255.0  # what X is divided by to reach [0, 1]
@@ -39,7 +41,7 @@ class Images(Samples):
         y = self.y.numpy()
         check_split(spec.name, len(y), spec.val, spec.test)
         parts = split_indices(len(y), spec.val, 0.0 if self.test is not None else spec.test, spec.seed, strata=y)
-        splits = {s: (self.X[torch.as_tensor(ix)], self.y[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
+        splits = {s: (select(self.X, ix), self.y[torch.as_tensor(ix)]) for s, ix in parts.items() if len(ix)}
         if self.test is not None:
             splits["test"] = self.test
         in_shape = tuple(self.X.shape[1:])

@@ -6,7 +6,8 @@ background, never a label). K may be 0: an image without objects is a valid nega
 in training and in evaluation.
 
 Images of one size are stored as a (N, C, H, W) tensor, otherwise as a list of (C, H, W)
-tensors (DataInfo.in_shape then holds the largest height and width). Splits are drawn by
+tensors (DataInfo.in_shape then holds the largest height and width), or streamed from their
+files (data/files.py: Files, batches by data/stream.py). Splits are drawn by
 seed (not stratified: an image holds several labels), per-channel mean/std are fitted on the
 training split, and each batch is normalised on the device as for every image dataset; the
 detector's own transform then only resizes (its mean/std are 0/1, see models/detector.py).
@@ -21,6 +22,7 @@ import torch
 
 from ...console import note
 from ...data.core import Data, DataInfo, Samples, SplitSpec, check_split, split_indices
+from ...data.files import Files, select
 from ...data.imagestats import fit_stats
 from ...data.loader import BatchPlan
 from ...seeding import mix_seed
@@ -34,13 +36,9 @@ def target(boxes, labels) -> dict[str, torch.Tensor]:
             "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64).reshape(-1))}
 
 
-def take(images, idx):
-    return images[torch.as_tensor(idx)] if isinstance(images, torch.Tensor) else [images[i] for i in idx]
-
-
 def image_shape(images) -> tuple[int, int, int]:
-    """(C, H, W) of stacked images, or (C, largest H, largest W) of a list."""
-    if isinstance(images, torch.Tensor):
+    """(C, H, W) of stacked images, or (C, largest H, largest W) of a list (streamed Files know theirs)."""
+    if isinstance(images, (torch.Tensor, Files)):
         return tuple(images.shape[1:])  # type: ignore[return-value]
     return (images[0].shape[0], max(int(x.shape[1]) for x in images), max(int(x.shape[2]) for x in images))
 
@@ -58,6 +56,11 @@ class DetData(Data):
         if not shuffle and batch_size != "full":  # evaluation: results do not depend on it, memory does
             batch_size = min(int(batch_size), EVAL_BATCH)
         aug = DetAugment(list(augment), seed) if augment else None
+        if isinstance(images, Files):  # streamed (data.in_memory): decoded batch by batch in worker processes
+            from ...data.stream import StreamLoader
+
+            return StreamLoader(images, targets, batch_size, shuffle, seed, device, self.transform(device), aug,
+                                lists=True)
         return DetLoader(images, targets, batch_size, shuffle, seed, device, self.transform(device), aug)
 
 
@@ -84,6 +87,9 @@ class DetLoader(BatchPlan):
         t = self.transform
         start = 0
         for i, stop in enumerate(self._stops()):
+            if i < self.start:  # done before the checkpoint this epoch resumes from
+                start = stop
+                continue
             idx = order[start:stop].tensor_split(self.world)[self.rank]  # world 1: the whole batch
             targets = [dict(self.targets[j]) for j in idx.tolist()]
             if self.stacked and self.augment is None:
@@ -146,7 +152,7 @@ class DetImages(Samples):
 
     kinds: ClassVar[tuple[str, ...]] = ("detection",)
 
-    images: torch.Tensor | list[torch.Tensor]  # (N, C, H, W) uint8, or N x (C, H_i, W_i) uint8
+    images: torch.Tensor | list[torch.Tensor] | Files  # (N, C, H, W) uint8, N x (C, H_i, W_i) uint8, or streamed
     targets: list[dict[str, torch.Tensor]]  # per image: boxes (K, 4) float32 xyxy, labels (K,) int64 1-based
     class_names: list[str]  # object classes: label k is class_names[k - 1]
     scale: float = 255.0
@@ -158,7 +164,7 @@ class DetImages(Samples):
         check_split(name, n, spec.val, spec.test)
         parts = split_indices(n, spec.val, 0.0 if self.test is not None else spec.test,
                               spec.seed)
-        splits = {s: (take(self.images, ix), [self.targets[i] for i in ix]) for s, ix in parts.items() if len(ix)}
+        splits = {s: (select(self.images, ix), [self.targets[i] for i in ix]) for s, ix in parts.items() if len(ix)}
         if self.test is not None:
             splits["test"] = self.test
         for s in ("val", "test"):

@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 
 from ...data.core import Data, DataInfo, Samples, SplitSpec, check_split, split_indices
+from ...data.files import Files, select
 from ...data.imagestats import fit_stats
 
 
@@ -27,12 +28,13 @@ class SegData(Data):
 
 @dataclass
 class SegImages(Samples):
-    """A whole segmentation dataset: X (N, C, H, W) uint8, masks (N, H, W) int64 class indices (255: ignore)."""
+    """A whole segmentation dataset: X (N, C, H, W) uint8, masks (N, H, W) int64 class indices (255: ignore);
+    streamed (data.in_memory), X is Files of (image, mask) pairs and masks their second column."""
 
     kinds: ClassVar[tuple[str, ...]] = ("segmentation",)
 
-    X: torch.Tensor
-    masks: torch.Tensor
+    X: torch.Tensor | Files
+    masks: torch.Tensor | Files
     class_names: list[str]  # 'background' first
     scale: float = 255.0
     palette: torch.Tensor | None = None  # (K, 3) uint8 class colours read from palette masks, if any
@@ -44,8 +46,7 @@ class SegImages(Samples):
         check_split(spec.name, n, spec.val, spec.test)
         parts = split_indices(n, spec.val, 0.0 if self.test is not None else spec.test,
                               spec.seed)
-        splits = {s: (self.X[torch.as_tensor(ix)], self.masks[torch.as_tensor(ix)]) for s, ix in parts.items()
-                  if len(ix)}
+        splits = {s: self._take(ix) for s, ix in parts.items() if len(ix)}
         if self.test is not None:
             splits["test"] = self.test
         in_shape = tuple(self.X.shape[1:])
@@ -56,3 +57,9 @@ class SegImages(Samples):
         if self.palette is not None and "palette" not in stats:
             stats["palette"] = self.palette
         return SegData(info=info, splits=splits, stats=stats)
+
+    def _take(self, ix) -> tuple:
+        X = select(self.X, ix)
+        if isinstance(X, Files):  # the masks are read with their images: one read serves both
+            return X, X.column_of(1, self.masks.sample_shape)
+        return X, self.masks[torch.as_tensor(ix)]
