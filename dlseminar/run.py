@@ -134,6 +134,8 @@ def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_l
     t0 = time.perf_counter()
     state = trainer.fit(train_loader, val_loader, cfg["train.epochs"])
     seconds = time.perf_counter() - t0
+    train_loader.close()  # streamed files: their workers end here, before the test split's start
+    val_loader.close()
     if not main:
         return run_dir, None  # rank 0 evaluates the test split and writes the summary and plots
 
@@ -143,7 +145,9 @@ def _fit(cfg: Config, setup: Setup, trainer: Trainer, saved, train_loader, val_l
         setup.model.load_state_dict(es.best_state)
     test, details = {}, None
     if "test" in setup.data.splits:
-        metrics = evaluate_loader(setup.model, setup.task, setup.loader("test"), setup.device, trainer.autocast)
+        loader = setup.loader("test")
+        metrics = evaluate_loader(setup.model, setup.task, loader, setup.device, trainer.autocast)
+        loader.close()
         test = {f"test/{k}": v for k, v in metrics.compute().items()}
         table = setup.task.details(metrics)  # the per-class table `dlsem eval` prints, kept for reports
         details = None if table is None else {"columns": table[0], "rows": table[1]}

@@ -56,6 +56,9 @@ class BatchPlan:
     def __len__(self) -> int:
         return len(self._stops())
 
+    def close(self) -> None:
+        """Done with these batches: release what serving them holds (a streamed loader's worker processes)."""
+
 
 class TensorLoader(BatchPlan):
     """Batches of an in-memory (X, y) pair already on the device: no worker, no collate.
