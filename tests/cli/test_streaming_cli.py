@@ -81,6 +81,10 @@ def test_streamed_folder_run_equals_the_in_memory_run(dlsem, tmp_path, workers):
     # the plots read a few streamed images: the same figures are drawn
     assert read_summary(tmp_path / "st")["plots"] == read_summary(tmp_path / "mem")["plots"]
     assert "Traceback" not in st.err and "data.in_memory: auto" not in st.err
+    if workers == 0:  # predict --hierarchy reads its patches from the training files of a streamed run too
+        r = dlsem("predict", tmp_path / "st" / "best.pt", tmp_path / "pics" / "a", "--hierarchy", "--out", "pred")
+        assert r.rc == 0, r
+        assert (tmp_path / "pred" / "features_hierarchy.png").stat().st_size > 0
 
 
 def test_streamed_seg_folder_run_equals_the_in_memory_run(dlsem, tmp_path):
